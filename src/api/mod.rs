@@ -1,0 +1,170 @@
+//! The HTTP API: routes, handlers and their OpenAPI description. Handlers
+//! stay thin: extract, call the domain to validate, call the store, shape the
+//! answer.
+
+pub mod accounts;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod event_types;
+pub mod events;
+pub mod health;
+pub mod openapi;
+pub mod subscriptions;
+
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::domain::catalog::Catalog;
+use crate::domain::event::IngestRules;
+use crate::domain::subscription::SubscriptionRules;
+use crate::domain::Invalid;
+use crate::settings::Settings;
+use crate::store::{Cursor, Store};
+use error::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Catalog,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub fn ingest_rules(&self) -> IngestRules {
+        IngestRules {
+            max_payload_bytes: self.settings.limits.max_payload_bytes,
+            retention: self.settings.retention(),
+            max_future_skew: std::time::Duration::from_secs(
+                self.settings.events.max_future_skew_secs,
+            ),
+        }
+    }
+
+    pub fn subscription_rules(&self) -> SubscriptionRules {
+        SubscriptionRules {
+            allow_private_targets: self.settings.delivery.allow_private_targets,
+            max_event_types: self.settings.limits.max_event_types_per_subscription,
+        }
+    }
+
+    /// Checks `?limit=` and `?cursor=`.
+    pub fn paging(&self, q: &PageQuery) -> Result<(usize, Option<Cursor>), ApiError> {
+        let l = &self.settings.limits;
+        let limit = q.limit.unwrap_or(l.default_page_size);
+        if limit == 0 || limit > l.max_page_size {
+            return Err(Invalid::new(
+                "limit",
+                format!("must be between 1 and {}", l.max_page_size),
+            )
+            .into());
+        }
+        let cursor = q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Cursor::decode(c)
+                    .ok_or_else(|| Invalid::new("cursor", "is not a cursor this API issued"))
+            })
+            .transpose()?;
+        Ok((limit, cursor))
+    }
+}
+
+/// `?limit=&cursor=` of list endpoints.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page (default 50, at most 250 by default).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post, resource};
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::BadRequest("bad_query", format!("query string is invalid: {e}")).into()
+    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("resource").into()),
+    )
+    .service(resource("/healthz").route(get().to(health::healthz)))
+    .service(resource("/readyz").route(get().to(health::readyz)))
+    .service(resource("/openapi.json").route(get().to(openapi::document)))
+    .service(
+        web::scope("/v1")
+            .service(resource("/accounts").route(post().to(accounts::create)))
+            .service(resource("/api-keys/rotate").route(post().to(accounts::rotate_key)))
+            .service(resource("/event-types").route(get().to(event_types::list)))
+            .service(
+                resource("/events")
+                    .route(post().to(events::ingest))
+                    .route(get().to(events::list)),
+            )
+            .service(resource("/events/batch").route(post().to(events::ingest_batch)))
+            .service(resource("/events/{id}").route(get().to(events::get)))
+            .service(
+                resource("/subscriptions")
+                    .route(post().to(subscriptions::create))
+                    .route(get().to(subscriptions::list)),
+            )
+            .service(
+                resource("/subscriptions/{id}")
+                    .route(get().to(subscriptions::get))
+                    .route(patch().to(subscriptions::update))
+                    .route(delete().to(subscriptions::delete)),
+            ),
+    )
+    .default_service(web::to(no_route));
+}
+
+async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NoRoute(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Turns any error response that is not already JSON (a 405 from the
+/// router, an extractor's plain-text error) into the API's JSON shape.
+pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let code = status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+            .replace(' ', "_");
+        let body = error::ErrorBody {
+            error: error::ErrorDetail {
+                code,
+                message: status.canonical_reason().unwrap_or("error").to_owned(),
+                field: None,
+            },
+        };
+        let (req, _) = res.into_parts();
+        let response = HttpResponse::build(status)
+            .json(body)
+            .map_into_right_body::<B>();
+        let response: HttpResponse<EitherBody<B, BoxBody>> = response;
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
+            req, response,
+        )))
+    })
+}

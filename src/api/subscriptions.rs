@@ -1,0 +1,333 @@
+//! Subscriptions: which event types an account receives, and where.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Account;
+use super::error::{ApiError, ErrorBody};
+use super::{body, AppState, PageQuery};
+use crate::domain::api_key::new_signing_secret;
+use crate::domain::event::format_ms;
+use crate::domain::parse_id;
+use crate::domain::subscription::{
+    check_channel, check_description, check_event_types, Channel, Subscription,
+};
+use crate::store::PutOutcome;
+
+/// Attempts of a read-modify-write before answering 409.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// Body of `POST /v1/subscriptions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubscription {
+    /// Event types to receive, or `["*"]` for all.
+    pub event_types: Vec<String>,
+    pub channel: Channel,
+    pub description: Option<String>,
+    /// Defaults to true.
+    pub enabled: Option<bool>,
+}
+
+/// Body of `PATCH /v1/subscriptions/{id}`: only the fields given change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubscription {
+    pub event_types: Option<Vec<String>>,
+    pub channel: Option<Channel>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// Tells "absent" (outer None) from "null" (Some(None)).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    pub event_types: Vec<String>,
+    pub channel: Channel,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The `whsec_` signing secret; only in the answer that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl SubscriptionView {
+    fn new(s: &Subscription, show_secret: bool) -> Self {
+        Self {
+            id: s.id,
+            event_types: s.event_types.clone(),
+            channel: s.channel.clone(),
+            description: s.description.clone(),
+            enabled: s.enabled,
+            created_at: format_ms(s.created_at_ms),
+            updated_at: format_ms(s.updated_at_ms),
+            secret: if show_secret { s.secret.clone() } else { None },
+        }
+    }
+}
+
+/// A page of subscriptions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionList {
+    pub data: Vec<SubscriptionView>,
+    pub next_cursor: Option<String>,
+}
+
+fn limit_error(st: &AppState) -> ApiError {
+    ApiError::Unprocessable(
+        "too_many_subscriptions",
+        format!(
+            "an account may hold at most {} subscriptions",
+            st.settings.limits.max_subscriptions_per_account
+        ),
+    )
+}
+
+/// Create a subscription. Webhook subscriptions get a signing secret, shown
+/// only in this answer.
+#[utoipa::path(
+    post, path = "/v1/subscriptions", tag = "subscriptions",
+    request_body = CreateSubscription,
+    security(("account_key" = [])),
+    responses(
+        (status = 201, body = SubscriptionView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn create(
+    caller: Account,
+    req: HttpRequest,
+    payload: web::Payload,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let input: CreateSubscription =
+        body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let event_types = check_event_types(
+        &input.event_types,
+        &st.catalog,
+        st.settings.limits.max_event_types_per_subscription,
+    )?;
+    let channel = check_channel(&input.channel, &st.subscription_rules())?;
+    let description = check_description(input.description.as_deref())?;
+    let now = Utc::now().timestamp_millis();
+    let sub = Subscription {
+        id: Uuid::now_v7(),
+        account_id: caller.account.id,
+        event_types,
+        secret: channel.is_webhook().then(new_signing_secret),
+        channel,
+        description,
+        enabled: input.enabled.unwrap_or(true),
+        created_at_ms: now,
+        updated_at_ms: now,
+        version: 1,
+    };
+    match st
+        .store
+        .put_subscription(&sub, None, st.settings.limits.max_subscriptions_per_account)
+        .await?
+    {
+        PutOutcome::Ok => Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true))),
+        PutOutcome::Limit => Err(limit_error(&st)),
+        other => Err(ApiError::Internal(format!(
+            "creating a subscription: {other:?}"
+        ))),
+    }
+}
+
+/// List the account's subscriptions, newest first.
+#[utoipa::path(
+    get, path = "/v1/subscriptions", tag = "subscriptions",
+    params(PageQuery),
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = SubscriptionList),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn list(
+    caller: Account,
+    page: web::Query<PageQuery>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, cursor) = st.paging(&page)?;
+    let page = st
+        .store
+        .list_subscriptions(&caller.account.id, cursor.as_ref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(SubscriptionList {
+        data: page
+            .items
+            .iter()
+            .map(|s| SubscriptionView::new(s, false))
+            .collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+async fn load(st: &AppState, caller: &Account, id: &str) -> Result<Subscription, ApiError> {
+    let id = parse_id(id).ok_or(ApiError::NotFound("subscription"))?;
+    st.store
+        .get_subscription(&caller.account.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))
+}
+
+/// One subscription.
+#[utoipa::path(
+    get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = SubscriptionView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn get(
+    caller: Account,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sub = load(&st, &caller, &id).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionView::new(&sub, false)))
+}
+
+/// Change a subscription. Switching an email subscription to a webhook
+/// creates a signing secret, shown in this answer.
+#[utoipa::path(
+    patch, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    request_body = UpdateSubscription,
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = SubscriptionView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn update(
+    caller: Account,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let input: UpdateSubscription =
+        body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let event_types = input
+        .event_types
+        .as_deref()
+        .map(|t| {
+            check_event_types(
+                t,
+                &st.catalog,
+                st.settings.limits.max_event_types_per_subscription,
+            )
+        })
+        .transpose()?;
+    let channel = input
+        .channel
+        .as_ref()
+        .map(|c| check_channel(c, &st.subscription_rules()))
+        .transpose()?;
+    let description = input
+        .description
+        .as_ref()
+        .map(|d| check_description(d.as_deref()))
+        .transpose()?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = load(&st, &caller, &id).await?;
+        let mut next = current.clone();
+        let mut new_secret = false;
+        if let Some(t) = &event_types {
+            next.event_types = t.clone();
+        }
+        if let Some(c) = &channel {
+            next.channel = c.clone();
+            if !c.is_webhook() {
+                next.secret = None;
+            } else if next.secret.is_none() {
+                next.secret = Some(new_signing_secret());
+                new_secret = true;
+            }
+        }
+        if let Some(d) = &description {
+            next.description = d.clone();
+        }
+        if let Some(e) = input.enabled {
+            next.enabled = e;
+        }
+        next.version = current.version + 1;
+        next.updated_at_ms = Utc::now().timestamp_millis();
+        match st
+            .store
+            .put_subscription(&next, Some(current.version), 0)
+            .await?
+        {
+            PutOutcome::Ok => {
+                return Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
+            }
+            PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
+            PutOutcome::Conflict => continue,
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "updating a subscription: {other:?}"
+                )))
+            }
+        }
+    }
+    Err(ApiError::Conflict(
+        "concurrent_update",
+        "the subscription is being changed concurrently; retry".into(),
+    ))
+}
+
+/// Delete a subscription. Events ingested afterwards are not delivered to it.
+#[utoipa::path(
+    delete, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    security(("account_key" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    caller: Account,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = load(&st, &caller, &id).await?;
+        match st.store.delete_subscription(&current).await? {
+            PutOutcome::Ok => return Ok(HttpResponse::NoContent().finish()),
+            PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
+            PutOutcome::Conflict => continue,
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "deleting a subscription: {other:?}"
+                )))
+            }
+        }
+    }
+    Err(ApiError::Conflict(
+        "concurrent_update",
+        "the subscription is being changed concurrently; retry".into(),
+    ))
+}

@@ -1,0 +1,215 @@
+//! Subscriptions: which event types an account wants, and where they go.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::account::EmailAddress;
+use super::catalog::{Catalog, WILDCARD};
+use super::target::WebhookUrl;
+use super::{check_text, Invalid};
+
+/// Longest description.
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// Where notifications go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Channel {
+    /// A signed HTTP POST to `url`.
+    Webhook { url: String },
+    /// An email to `address`.
+    Email { address: String },
+}
+
+impl Channel {
+    pub fn is_webhook(&self) -> bool {
+        matches!(self, Channel::Webhook { .. })
+    }
+}
+
+/// What subscription input is checked against; from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionRules {
+    pub allow_private_targets: bool,
+    pub max_event_types: usize,
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// Sorted, unique; `["*"]` for every type.
+    pub event_types: Vec<String>,
+    pub channel: Channel,
+    pub description: Option<String>,
+    pub enabled: bool,
+    /// `whsec_…` signing secret of webhook subscriptions.
+    pub secret: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Bumped on every change; writes check it (optimistic concurrency).
+    pub version: u64,
+}
+
+/// Normalises a list of event types: known names or `*`, at most `max`,
+/// sorted and without repeats; `*` with anything else is just `*`.
+pub fn check_event_types(
+    types: &[String],
+    catalog: &Catalog,
+    max: usize,
+) -> Result<Vec<String>, Invalid> {
+    if types.is_empty() {
+        return Err(Invalid::new(
+            "event_types",
+            "must name at least one event type or \"*\"",
+        ));
+    }
+    if types.len() > max {
+        return Err(Invalid::new(
+            "event_types",
+            format!("may name at most {max} types"),
+        ));
+    }
+    for t in types {
+        if t != WILDCARD && !catalog.contains(t) {
+            return Err(Invalid::new(
+                "event_types",
+                format!("unknown event type `{t}`"),
+            ));
+        }
+    }
+    if types.iter().any(|t| t == WILDCARD) {
+        return Ok(vec![WILDCARD.to_owned()]);
+    }
+    let mut out = types.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Validates a channel and returns it normalised.
+pub fn check_channel(channel: &Channel, rules: &SubscriptionRules) -> Result<Channel, Invalid> {
+    Ok(match channel {
+        Channel::Webhook { url } => Channel::Webhook {
+            url: WebhookUrl::parse("channel.url", url, rules.allow_private_targets)?
+                .as_str()
+                .to_owned(),
+        },
+        Channel::Email { address } => Channel::Email {
+            address: EmailAddress::parse("channel.address", address)?
+                .as_str()
+                .to_owned(),
+        },
+    })
+}
+
+/// Validates an optional description; blank means none.
+pub fn check_description(description: Option<&str>) -> Result<Option<String>, Invalid> {
+    match description.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(d) => {
+            check_text("description", d, MAX_DESCRIPTION_CHARS)?;
+            Ok(Some(d.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> SubscriptionRules {
+        SubscriptionRules {
+            allow_private_targets: false,
+            max_event_types: 3,
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn event_types_are_normalised() {
+        let c = Catalog::new(&[]).unwrap();
+        assert_eq!(
+            check_event_types(
+                &strings(&["meter.created", "customer.created", "meter.created"]),
+                &c,
+                3
+            )
+            .unwrap(),
+            strings(&["customer.created", "meter.created"])
+        );
+        assert_eq!(
+            check_event_types(&strings(&["*", "meter.created"]), &c, 3).unwrap(),
+            strings(&["*"])
+        );
+    }
+
+    #[test]
+    fn event_types_are_checked() {
+        let c = Catalog::new(&[]).unwrap();
+        assert!(check_event_types(&[], &c, 3).is_err());
+        assert!(check_event_types(&strings(&["meter.exploded"]), &c, 3).is_err());
+        assert!(check_event_types(&strings(&["a", "b", "c", "d"]), &c, 3).is_err());
+    }
+
+    #[test]
+    fn channels_are_validated() {
+        let hook = Channel::Webhook {
+            url: "https://Example.COM/hook".into(),
+        };
+        assert_eq!(
+            check_channel(&hook, &rules()).unwrap(),
+            Channel::Webhook {
+                url: "https://example.com/hook".into()
+            }
+        );
+        let local = Channel::Webhook {
+            url: "http://127.0.0.1/".into(),
+        };
+        assert_eq!(
+            check_channel(&local, &rules()).unwrap_err().field,
+            "channel.url"
+        );
+        let mail = Channel::Email {
+            address: "not-an-address".into(),
+        };
+        assert_eq!(
+            check_channel(&mail, &rules()).unwrap_err().field,
+            "channel.address"
+        );
+    }
+
+    #[test]
+    fn channels_read_and_write_the_documented_json() {
+        let c: Channel =
+            serde_json::from_str(r#"{"type": "email", "address": "a@b.example"}"#).unwrap();
+        assert_eq!(
+            c,
+            Channel::Email {
+                address: "a@b.example".into()
+            }
+        );
+        assert!(serde_json::from_str::<Channel>(r#"{"type": "pigeon"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&Channel::Webhook {
+                url: "https://x.example/".into()
+            })
+            .unwrap(),
+            r#"{"type":"webhook","url":"https://x.example/"}"#
+        );
+    }
+
+    #[test]
+    fn descriptions_reject_header_injection() {
+        assert_eq!(check_description(Some("  ")).unwrap(), None);
+        assert_eq!(
+            check_description(Some(" ops ")).unwrap(),
+            Some("ops".into())
+        );
+        assert!(check_description(Some("x\r\nBcc: evil@example.com")).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! courier: an event notification service.
+//!
+//! The platform's own services publish events; accounts (the platform's
+//! developer customers) subscribe to event types and receive each event by
+//! signed webhook or by email. Redis is the only store.
+//!
+//! Layout:
+//! - [`settings`]: layered configuration, validated at start-up.
+//! - [`domain`]: pure, validated types: event catalogue and payload schemas,
+//!   events, accounts and API keys, subscriptions, webhook target checks.
+//! - [`store`]: the Redis key layout, Lua scripts and every query.
+//! - [`api`]: the HTTP API (actix-web handlers, errors, auth, OpenAPI).
+//! - [`startup`]: `Application` binds a listener and runs the server
+//!   until it is stopped.
+//! - [`telemetry`] sets up logging.
+
+pub mod api;
+pub mod domain;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

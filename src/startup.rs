@@ -1,0 +1,84 @@
+//! Building and running the service: [`Application::build`] binds the
+//! listener (port 0 in tests) and wires the parts; [`Application::run_until_stopped`]
+//! serves until SIGINT/SIGTERM (graceful: in-flight requests finish within
+//! `server.shutdown_timeout_secs`) or until the server handle stops it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+
+use crate::api::{self, AppState};
+use crate::domain::catalog::Catalog;
+use crate::settings::Settings;
+use crate::store::{Store, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("event type catalogue: {0}")]
+    Catalog(#[from] crate::domain::catalog::CatalogError),
+    #[error("redis: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let catalog = Catalog::new(&settings.events.extra_types)?;
+        let store = Store::connect(&settings).await?;
+        match store.check_layout().await {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "redis is not reachable yet; serving 503 until it is")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let shutdown_timeout = settings.server.shutdown_timeout_secs;
+        let state = web::Data::new(AppState {
+            store,
+            catalog,
+            settings: Arc::new(settings),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(api::json_errors())
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .configure(api::configure)
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown_timeout)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,199 @@
+//! The Redis key layout: every key courier writes is named here.
+//!
+//! Keys read `<prefix>:{s<N>}:<kind>:<ids…>`. The `{s<N>}` part is a Redis
+//! Cluster hash tag: all keys of one account live in one shard, `N` being a
+//! stable hash of the account id modulo `redis.shards`, so that ingest (event,
+//! indexes, idempotency record, and later the deliveries and the schedule
+//! entries) is one atomic Lua script on a single Redis and on a cluster alike.
+//! Scripts build further key names from the shard *base* (`<prefix>:{s<N>}:`);
+//! those names always carry the same hash tag, so they stay in the slot of
+//! the declared key.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `<p>:meta` | hash | `shards`: the shard count data was written with |
+//! | `<p>:{sN}:accounts` | zset | account ids of the shard, score = creation ms |
+//! | `<p>:{sN}:account:<account>` | hash | name, contact_email, key_hash, created_at, key_rotated_at |
+//! | `<p>:{sN}:event:<event>` | hash | id, account_id, type, occurred_at, received_at, payload; expires after retention |
+//! | `<p>:{sN}:events:<account>` | zset | the account's event ids, score = occurred_at ms |
+//! | `<p>:{sN}:events:<account>:<type>` | zset | the same, one type |
+//! | `<p>:{sN}:idem:<account>:<key>` | string | `<event id> <fingerprint>`; expires after the idempotency TTL |
+//! | `<p>:{sN}:subs:<account>` | zset | the account's subscription ids, score = creation ms |
+//! | `<p>:{sN}:sub:<subscription>` | hash | `data` (JSON record), `v` (version), `types`, `enabled` |
+//! | `<p>:{sN}:route:<account>:<type>` | set | enabled subscriptions of the account for a type (`*` = all) |
+//! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
+
+use uuid::Uuid;
+
+/// Builds key names for one deployment (one prefix, one shard count).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    shards: u16,
+}
+
+/// FNV-1a, 32 bit: tiny, stable across versions and platforms (a shard
+/// assignment must never change for existing data).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in bytes {
+        hash ^= u32::from(*b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>, shards: u16) -> Self {
+        Self {
+            prefix: prefix.into(),
+            shards: shards.max(1),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// The shard an account's keys live in.
+    pub fn shard_of(&self, account: &Uuid) -> u16 {
+        (fnv1a(account.as_bytes()) % u32::from(self.shards)) as u16
+    }
+
+    /// `<prefix>:{s<N>}:`, the start of every key of shard `shard`.
+    pub fn shard_base(&self, shard: u16) -> String {
+        format!("{}:{{s{shard}}}:", self.prefix)
+    }
+
+    /// The shard base of `account`.
+    pub fn base(&self, account: &Uuid) -> String {
+        self.shard_base(self.shard_of(account))
+    }
+
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+
+    pub fn accounts(&self, shard: u16) -> String {
+        format!("{}accounts", self.shard_base(shard))
+    }
+
+    pub fn account(&self, account: &Uuid) -> String {
+        format!("{}account:{account}", self.base(account))
+    }
+
+    pub fn event(&self, account: &Uuid, event: &Uuid) -> String {
+        format!("{}event:{event}", self.base(account))
+    }
+
+    /// The account's event index, or its index of one type.
+    pub fn events(&self, account: &Uuid, event_type: Option<&str>) -> String {
+        match event_type {
+            None => format!("{}events:{account}", self.base(account)),
+            Some(t) => format!("{}events:{account}:{t}", self.base(account)),
+        }
+    }
+
+    pub fn idempotency(&self, account: &Uuid, key: &str) -> String {
+        format!("{}idem:{account}:{key}", self.base(account))
+    }
+
+    pub fn subscriptions(&self, account: &Uuid) -> String {
+        format!("{}subs:{account}", self.base(account))
+    }
+
+    pub fn subscription(&self, account: &Uuid, subscription: &Uuid) -> String {
+        format!("{}sub:{subscription}", self.base(account))
+    }
+
+    pub fn route(&self, account: &Uuid, event_type: &str) -> String {
+        format!("{}route:{account}:{event_type}", self.base(account))
+    }
+
+    /// A per-shard key every ingest script declares, so the script routes to
+    /// the shard's slot (the delivery schedule, once deliveries exist).
+    pub fn schedule(&self, shard: u16) -> String {
+        format!("{}schedule", self.shard_base(shard))
+    }
+
+    /// Pub/sub channel announcing subscription changes to every replica.
+    pub fn subscription_changes(&self) -> String {
+        format!("{}:subscription-changes", self.prefix)
+    }
+}
+
+/// The Redis Cluster hash tag of a key: the part between the first `{` and
+/// the next `}`, if non-empty (what decides the key's slot).
+pub fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')? + open + 1;
+    (close > open + 1).then(|| &key[open + 1..close])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_assignment_is_stable() {
+        // Changing this mapping would strand existing data: pin it.
+        let keys = Keys::new("courier", 16);
+        let id = Uuid::parse_str("0190c7a6-5b3e-7d2a-9f10-2b3c4d5e6f70").unwrap();
+        assert_eq!(fnv1a(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
+        assert_eq!(keys.shard_of(&id), (fnv1a(id.as_bytes()) % 16) as u16);
+        assert_eq!(keys.shard_of(&id), keys.shard_of(&id));
+    }
+
+    #[test]
+    fn accounts_spread_over_all_shards() {
+        let keys = Keys::new("courier", 16);
+        let mut seen = [0u32; 16];
+        for _ in 0..4_000 {
+            seen[keys.shard_of(&Uuid::now_v7()) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 150), "{seen:?}");
+    }
+
+    #[test]
+    fn every_key_of_an_account_shares_one_hash_tag() {
+        let keys = Keys::new("courier", 16);
+        let a = Uuid::now_v7();
+        let e = Uuid::now_v7();
+        let tag = hash_tag(&keys.account(&a)).unwrap().to_owned();
+        for key in [
+            keys.event(&a, &e),
+            keys.events(&a, None),
+            keys.events(&a, Some("meter.created")),
+            keys.idempotency(&a, "k{x}"),
+            keys.subscriptions(&a),
+            keys.subscription(&a, &e),
+            keys.route(&a, "*"),
+            keys.schedule(keys.shard_of(&a)),
+            keys.accounts(keys.shard_of(&a)),
+        ] {
+            assert_eq!(hash_tag(&key), Some(tag.as_str()), "{key}");
+        }
+    }
+
+    #[test]
+    fn keys_are_readable() {
+        let keys = Keys::new("courier", 1);
+        let a = Uuid::parse_str("0190c7a6-5b3e-7d2a-9f10-2b3c4d5e6f70").unwrap();
+        assert_eq!(
+            keys.account(&a),
+            "courier:{s0}:account:0190c7a6-5b3e-7d2a-9f10-2b3c4d5e6f70"
+        );
+        assert_eq!(
+            keys.events(&a, Some("meter.created")),
+            "courier:{s0}:events:0190c7a6-5b3e-7d2a-9f10-2b3c4d5e6f70:meter.created"
+        );
+        assert_eq!(keys.meta(), "courier:meta");
+        assert_eq!(hash_tag("no tag"), None);
+        assert_eq!(hash_tag("a{}b"), None);
+    }
+}

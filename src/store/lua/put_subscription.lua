@@ -1,0 +1,37 @@
+-- Creates, replaces or deletes a subscription and its routing entries.
+-- KEYS[1]  the subscription hash
+-- KEYS[2]  the account's subscription index
+-- ARGV     base, account, subscription id, expected version ('' = create),
+--          new version, record JSON ('' = delete), score (creation ms),
+--          enabled ('1'/'0'), space-separated event types, max subscriptions,
+--          change channel
+-- Returns  'ok', 'exists', 'missing', 'conflict' or 'limit'
+local base, acct, id = ARGV[1], ARGV[2], ARGV[3]
+local expected, version, json = ARGV[4], ARGV[5], ARGV[6]
+local cur = redis.call('HMGET', KEYS[1], 'v', 'types', 'enabled')
+if expected == '' then
+  if cur[1] then return 'exists' end
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[10]) then return 'limit' end
+else
+  if not cur[1] then return 'missing' end
+  if cur[1] ~= expected then return 'conflict' end
+  if cur[3] == '1' then
+    for t in string.gmatch(cur[2], '[^ ]+') do
+      redis.call('SREM', base .. 'route:' .. acct .. ':' .. t, id)
+    end
+  end
+end
+if json == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], id)
+else
+  redis.call('HSET', KEYS[1], 'data', json, 'v', version, 'types', ARGV[9], 'enabled', ARGV[8])
+  redis.call('ZADD', KEYS[2], ARGV[7], id)
+  if ARGV[8] == '1' then
+    for t in string.gmatch(ARGV[9], '[^ ]+') do
+      redis.call('SADD', base .. 'route:' .. acct .. ':' .. t, id)
+    end
+  end
+end
+redis.call('PUBLISH', ARGV[11], acct .. ' ' .. id)
+return 'ok'
