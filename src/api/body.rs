@@ -41,10 +41,15 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::Unprocessable(
-                "validation_failed",
-                format!("request body has the wrong shape: {e}"),
-            ),
+            // A shape error can be met before a later syntax error:
+            // malformed JSON is always a 400, whatever was read first.
+            Category::Data => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::Unprocessable(
+                    "validation_failed",
+                    format!("request body has the wrong shape: {e}"),
+                ),
+                Err(syntax) => ApiError::bad_json(syntax),
+            },
             _ => ApiError::bad_json(e),
         }
     })

@@ -1,0 +1,287 @@
+//! Test harness: a courier on a random port with its own Redis key prefix,
+//! typed request helpers, and a private redis-server for outage tests.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use awc::http::StatusCode;
+use serde_json::{json, Value};
+
+use courier::settings::Settings;
+use courier::startup::Application;
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// The Redis the tests share (each test under its own prefix).
+pub fn redis_url() -> String {
+    std::env::var("COURIER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn test_settings() -> Settings {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut s = Settings::load_from(&dir, "test").expect("test configuration loads");
+    s.redis.url = redis_url().into();
+    s.redis.key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    s
+}
+
+/// A running courier.
+pub struct TestApp {
+    pub address: String,
+    pub prefix: String,
+    pub redis_url: String,
+    pub client: awc::Client,
+    handle: ServerHandle,
+}
+
+/// A JSON response.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    change(&mut settings);
+    let prefix = settings.redis.key_prefix.clone();
+    let redis_url = secrecy::ExposeSecret::expose_secret(&settings.redis.url).to_owned();
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        prefix,
+        redis_url,
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish(),
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    async fn send(
+        &self,
+        mut req: awc::ClientRequest,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        if let Some(k) = key {
+            req = req.insert_header(("Authorization", format!("Bearer {k}")));
+        }
+        let mut res = match body {
+            Some(b) => req.content_type("application/json").send_body(b).await,
+            None => req.send().await,
+        }
+        .expect("request reaches courier");
+        let raw = res
+            .body()
+            .limit(64 * 1024 * 1024)
+            .await
+            .expect("body arrives")
+            .to_vec();
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+            raw,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        self.send(self.client.get(self.url(path)), key, None).await
+    }
+
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Reply {
+        self.send(self.client.delete(self.url(path)), key, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Reply {
+        self.post_raw(path, key, serde_json::to_vec(body).unwrap())
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, key: Option<&str>, body: Vec<u8>) -> Reply {
+        self.send(self.client.post(self.url(path)), key, Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, key: Option<&str>, body: &Value) -> Reply {
+        self.send(
+            self.client.patch(self.url(path)),
+            key,
+            Some(serde_json::to_vec(body).unwrap()),
+        )
+        .await
+    }
+
+    /// Creates an account; returns (account id, API key).
+    pub async fn create_account(&self) -> (String, String) {
+        let r = self
+            .post(
+                "/v1/accounts",
+                Some(ADMIN_KEY),
+                &json!({"name": "Acme Energy", "contact_email": "ops@acme.example"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        (
+            r.body["account"]["id"].as_str().unwrap().to_owned(),
+            r.body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Ingests a valid `customer.created` event; returns the reply.
+    pub async fn ingest(&self, account: &str, customer: &str) -> Reply {
+        self.post(
+            "/v1/events",
+            Some(ADMIN_KEY),
+            &json!({"type": "customer.created", "account_id": account, "payload": {"customer_id": customer}}),
+        )
+        .await
+    }
+
+    pub async fn create_webhook(&self, key: &str, types: &[&str]) -> Reply {
+        let r = self
+            .post(
+                "/v1/subscriptions",
+                Some(key),
+                &json!({"event_types": types, "channel": {"type": "webhook", "url": "https://hooks.example.com/in"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r
+    }
+
+    /// Keys under this test's prefix.
+    pub fn redis_keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+        // Best effort: leave the shared Redis as we found it.
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
+            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}:*", self.prefix))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                for chunk in keys.chunks(500) {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of the test's own, for tests that stop Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let mut r = Self {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private redis-server did not come up on port {}", self.port);
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

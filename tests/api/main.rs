@@ -1,0 +1,9 @@
+//! HTTP-level tests: each test spawns courier on a random port with its own
+//! Redis key prefix, so all of them run in parallel against one Redis.
+
+mod accounts;
+mod events;
+mod helpers;
+mod operations;
+mod redis_outage;
+mod subscriptions;

@@ -1,0 +1,75 @@
+use crate::helpers::{spawn_app, ADMIN_KEY};
+
+#[actix_web::test]
+async fn healthz_answers_ok() {
+    let app = spawn_app().await;
+    let r = app.get("/healthz", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ok");
+}
+
+#[actix_web::test]
+async fn readyz_answers_ready_when_redis_answers() {
+    let app = spawn_app().await;
+    let r = app.get("/readyz", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ready");
+}
+
+#[actix_web::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let app = spawn_app().await;
+    let r = app.get("/v1/nope", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "not_found");
+
+    let r = app.delete("/v1/events", Some(ADMIN_KEY)).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.code(), "method_not_allowed");
+}
+
+#[actix_web::test]
+async fn openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let r = app.get("/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = &r.body["paths"];
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/v1/accounts", "post"),
+        ("/v1/api-keys/rotate", "post"),
+        ("/v1/event-types", "get"),
+        ("/v1/events", "post"),
+        ("/v1/events", "get"),
+        ("/v1/events/batch", "post"),
+        ("/v1/events/{id}", "get"),
+        ("/v1/subscriptions", "post"),
+        ("/v1/subscriptions", "get"),
+        ("/v1/subscriptions/{id}", "get"),
+        ("/v1/subscriptions/{id}", "patch"),
+        ("/v1/subscriptions/{id}", "delete"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is missing from openapi.json"
+        );
+    }
+    assert!(r.body["components"]["securitySchemes"]["admin_key"].is_object());
+}
+
+#[actix_web::test]
+async fn event_types_lists_the_catalogue_with_schemas() {
+    let app = spawn_app().await;
+    let r = app.get("/v1/event-types", None).await;
+    assert_eq!(r.status, 200);
+    let types = r.body["data"].as_array().unwrap();
+    assert_eq!(types.len(), 7);
+    let meter_data = types
+        .iter()
+        .find(|t| t["name"] == "meter_data.received")
+        .unwrap();
+    assert!(meter_data["description"].as_str().unwrap().len() > 10);
+    assert_eq!(meter_data["schema"]["required"][0], "intervals");
+}
