@@ -15,6 +15,7 @@
 //! - [`telemetry`] sets up logging.
 
 pub mod api;
+pub mod delivery;
 pub mod domain;
 pub mod settings;
 pub mod startup;

@@ -153,7 +153,7 @@ pub async fn rotate_key(
         .await?
     {
         RotateOutcome::Stale => Err(ApiError::Unauthorized),
-        RotateOutcome::Rotated(IngestOutcome::Created(event_id)) => {
+        RotateOutcome::Rotated(IngestOutcome::Created { id: event_id, .. }) => {
             tracing::info!(account = %id, "api key rotated");
             Ok(HttpResponse::Ok().json(RotatedKey {
                 api_key: key.plaintext,

@@ -164,7 +164,7 @@ fn check(
 
 fn outcome_result(o: &IngestOutcome) -> Result<Accepted, ApiError> {
     match o {
-        IngestOutcome::Created(id) => Ok(Accepted {
+        IngestOutcome::Created { id, .. } => Ok(Accepted {
             id: *id,
             status: "accepted",
         }),

@@ -11,8 +11,8 @@ use crate::domain::event::NewEvent;
 /// What ingest did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
-    /// Stored now.
-    Created(Uuid),
+    /// Stored now, with this many deliveries created.
+    Created { id: Uuid, deliveries: u32 },
     /// The Idempotency-Key was seen with the same request: the first event.
     Duplicate(Uuid),
     /// The Idempotency-Key was seen with a different request.
@@ -22,13 +22,16 @@ pub enum IngestOutcome {
 }
 
 impl IngestOutcome {
-    pub(super) fn from_reply(pair: &[String]) -> Result<Self, StoreError> {
+    pub(super) fn from_reply(triple: &[String]) -> Result<Self, StoreError> {
         let id = |s: &str| {
             Uuid::parse_str(s).map_err(|_| StoreError::Internal(format!("bad event id `{s}`")))
         };
-        match pair {
-            [status, event] => match status.as_str() {
-                "created" => Ok(Self::Created(id(event)?)),
+        match triple {
+            [status, event, deliveries] => match status.as_str() {
+                "created" => Ok(Self::Created {
+                    id: id(event)?,
+                    deliveries: deliveries.parse().unwrap_or(0),
+                }),
                 "duplicate" => Ok(Self::Duplicate(id(event)?)),
                 "conflict" => Ok(Self::Conflict(id(event)?)),
                 "no_account" => Ok(Self::NoAccount),
@@ -124,13 +127,13 @@ impl Store {
                 let flat: Vec<String> = self
                     .run(async move { inv.invoke_async(&mut conn).await })
                     .await?;
-                if flat.len() != idx.len() * 2 {
+                if flat.len() != idx.len() * 3 {
                     return Err(StoreError::Internal(
                         "ingest reply of the wrong length".into(),
                     ));
                 }
                 let outcomes = flat
-                    .chunks_exact(2)
+                    .chunks_exact(3)
                     .map(IngestOutcome::from_reply)
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok::<_, StoreError>(idx.into_iter().zip(outcomes).collect::<Vec<_>>())

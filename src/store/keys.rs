@@ -21,6 +21,15 @@
 //! | `<p>:{sN}:subs:<account>` | zset | the account's subscription ids, score = creation ms |
 //! | `<p>:{sN}:sub:<subscription>` | hash | `data` (JSON record), `v` (version), `types`, `enabled` |
 //! | `<p>:{sN}:route:<account>:<type>` | set | enabled subscriptions of the account for a type (`*` = all) |
+//! | `<p>:{sN}:schedule` | zset | deliveries waiting, score = due time (ms) |
+//! | `<p>:{sN}:leases` | zset | deliveries in flight, score = lease deadline (ms) |
+//! | `<p>:{sN}:dlv:<delivery>` | hash | event_id, sub_id, account_id, event_type, status, attempts, claim, created_at, next_attempt_at, last_attempt_at, replay, error |
+//! | `<p>:{sN}:dlv:<delivery>:attempts` | list | one JSON object per attempt |
+//! | `<p>:{sN}:sub-dlv:<subscription>` | zset | the subscription's deliveries, score = creation ms |
+//! | `<p>:{sN}:sub-dlv:<subscription>:<status>` | zset | the same, one status (pending, succeeded, failed) |
+//! | `<p>:{sN}:event-dlv:<event>` | zset | the event's deliveries |
+//! | `<p>:{sN}:notices:<account>` | list | operational notices (endpoint disabled, …), JSON, newest first |
+//! | `<p>:endpoint:<url>` | hash | breaker (JSON), last_success, failing_since |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 
 use uuid::Uuid;
@@ -120,6 +129,41 @@ impl Keys {
         format!("{}schedule", self.shard_base(shard))
     }
 
+    /// In-flight deliveries of a shard, scored by lease deadline.
+    pub fn leases(&self, shard: u16) -> String {
+        format!("{}leases", self.shard_base(shard))
+    }
+
+    pub fn delivery(&self, account: &Uuid, delivery: &Uuid) -> String {
+        format!("{}dlv:{delivery}", self.base(account))
+    }
+
+    /// A subscription's deliveries, or those of one status.
+    pub fn subscription_deliveries(
+        &self,
+        account: &Uuid,
+        subscription: &Uuid,
+        status: Option<&str>,
+    ) -> String {
+        match status {
+            None => format!("{}sub-dlv:{subscription}", self.base(account)),
+            Some(s) => format!("{}sub-dlv:{subscription}:{s}", self.base(account)),
+        }
+    }
+
+    pub fn event_deliveries(&self, account: &Uuid, event: &Uuid) -> String {
+        format!("{}event-dlv:{event}", self.base(account))
+    }
+
+    pub fn notices(&self, account: &Uuid) -> String {
+        format!("{}notices:{account}", self.base(account))
+    }
+
+    /// State of one endpoint (webhook URL), shared by every account using it.
+    pub fn endpoint(&self, url: &str) -> String {
+        format!("{}:endpoint:{url}", self.prefix)
+    }
+
     /// Pub/sub channel announcing subscription changes to every replica.
     pub fn subscription_changes(&self) -> String {
         format!("{}:subscription-changes", self.prefix)
@@ -175,6 +219,12 @@ mod tests {
             keys.route(&a, "*"),
             keys.schedule(keys.shard_of(&a)),
             keys.accounts(keys.shard_of(&a)),
+            keys.leases(keys.shard_of(&a)),
+            keys.delivery(&a, &e),
+            keys.subscription_deliveries(&a, &e, None),
+            keys.subscription_deliveries(&a, &e, Some("failed")),
+            keys.event_deliveries(&a, &e),
+            keys.notices(&a),
         ] {
             assert_eq!(hash_tag(&key), Some(tag.as_str()), "{key}");
         }

@@ -6,6 +6,8 @@
 
 mod accounts;
 mod conn;
+mod deliveries;
+mod endpoints;
 mod events;
 pub mod keys;
 pub mod page;
@@ -20,6 +22,8 @@ use secrecy::ExposeSecret;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::RedisConn;
+pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Requeued};
+pub use endpoints::EndpointState;
 pub use events::{EventFilter, EventRecord, IngestOutcome};
 pub use keys::Keys;
 pub use page::{Cursor, Page};
@@ -72,18 +76,27 @@ struct Scripts {
     rotate_key: Script,
     page: Script,
     put_subscription: Script,
+    claim: Script,
+    finish: Script,
+    requeue: Script,
+    replay: Script,
 }
 
-const INGEST_FN: &str = include_str!("lua/ingest_fn.lua");
+/// Functions several scripts share, prepended to them.
+const COMMON: &str = include_str!("lua/common.lua");
 
 impl Scripts {
     fn new() -> Self {
-        let with_ingest = |body: &str| Script::new(&format!("{INGEST_FN}\n{body}"));
+        let with_common = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
         Self {
-            ingest: with_ingest(include_str!("lua/ingest.lua")),
-            rotate_key: with_ingest(include_str!("lua/rotate_key.lua")),
+            ingest: with_common(include_str!("lua/ingest.lua")),
+            rotate_key: with_common(include_str!("lua/rotate_key.lua")),
             page: Script::new(include_str!("lua/page.lua")),
             put_subscription: Script::new(include_str!("lua/put_subscription.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            finish: with_common(include_str!("lua/finish.lua")),
+            requeue: with_common(include_str!("lua/requeue.lua")),
+            replay: with_common(include_str!("lua/replay.lua")),
         }
     }
 }

@@ -3,7 +3,7 @@
 -- ARGV     base, now_ms, retention_ms, idempotency_ttl_ms, count, then per
 --          event: id, account, type, occurred_ms, payload, idempotency key
 --          ('' for none), fingerprint
--- Returns  a flat list: status, event id, status, event id, ...
+-- Returns  a flat list: status, event id, deliveries created, status, ...
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
@@ -16,5 +16,6 @@ for i = 0, n - 1 do
     ARGV[o + 4], ARGV[o + 5], ARGV[o + 6], ARGV[o + 7])
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
 end
 return out

@@ -5,7 +5,7 @@
 -- Returns  {'stale', ''} when the old key was already replaced, else the
 --          ingest result of the event.
 if redis.call('HGET', KEYS[1], 'key_hash') ~= ARGV[5] then
-  return {'stale', ''}
+  return {'stale', '', '0'}
 end
 redis.call('HSET', KEYS[1], 'key_hash', ARGV[6], 'key_rotated_at', ARGV[2])
 local acct = redis.call('HGET', KEYS[1], 'id')

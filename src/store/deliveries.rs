@@ -1,0 +1,426 @@
+//! Deliveries: the schedule, leases, outcomes and history.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Cursor, Page, Store, StoreError};
+
+/// A delivery handed to this process by [`Store::claim`].
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub shard: u16,
+    pub delivery_id: Uuid,
+    /// Fencing token: only the latest claim may record the outcome.
+    pub token: String,
+    pub event_id: Uuid,
+    pub subscription_id: Uuid,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub event_type: String,
+    pub occurred_at_ms: i64,
+    /// The event payload's JSON text.
+    pub payload: String,
+}
+
+/// One attempt, as shown in a delivery's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// RFC 3339 time the request started.
+    pub at: String,
+    pub duration_ms: u64,
+    /// HTTP status (webhooks) or SMTP reply code (email), if one came back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// The start of the response body (at most 4 KiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// Timeout, connection error, blocked target, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the next attempt is due, if there will be one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+}
+
+/// What became of a claimed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The attempt failed; try again at `due_ms`.
+    Retry {
+        due_ms: i64,
+    },
+    /// The attempt failed and there will be no other.
+    Fail {
+        error: String,
+    },
+    /// Nothing was sent (circuit open, endpoint busy, shutting down); due
+    /// again at `due_ms` without spending an attempt.
+    Wait {
+        due_ms: i64,
+    },
+    /// Nothing was sent and nothing will be (subscription gone or disabled).
+    Drop {
+        error: String,
+    },
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub subscription_id: Uuid,
+    pub account_id: Uuid,
+    pub event_type: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+    pub next_attempt_at_ms: Option<i64>,
+    pub last_attempt_at_ms: Option<i64>,
+    pub replay: bool,
+    pub error: Option<String>,
+    /// Filled by [`Store::get_delivery`] only.
+    pub history: Vec<Attempt>,
+}
+
+impl DeliveryRecord {
+    fn from_hash(mut h: HashMap<String, String>) -> Option<Self> {
+        let mut take = |k: &str| h.remove(k);
+        Some(Self {
+            id: Uuid::parse_str(&take("id")?).ok()?,
+            event_id: Uuid::parse_str(&take("event_id")?).ok()?,
+            subscription_id: Uuid::parse_str(&take("sub_id")?).ok()?,
+            account_id: Uuid::parse_str(&take("account_id")?).ok()?,
+            event_type: take("event_type")?,
+            status: take("status")?,
+            attempts: take("attempts")?.parse().ok()?,
+            created_at_ms: take("created_at")?.parse().ok()?,
+            next_attempt_at_ms: take("next_attempt_at").and_then(|v| v.parse().ok()),
+            last_attempt_at_ms: take("last_attempt_at").and_then(|v| v.parse().ok()),
+            replay: take("replay").as_deref() == Some("1"),
+            error: take("error"),
+            history: vec![],
+        })
+    }
+}
+
+/// What a manual retry did to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    Queued,
+    InFlight,
+    Missing,
+}
+
+impl Store {
+    /// Claims up to `max` due deliveries of `shard` for `lease_ms`.
+    pub async fn claim(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut inv = self.scripts.claim.key(self.keys.schedule(shard));
+        inv.key(self.keys.leases(shard))
+            .arg(self.keys.shard_base(shard))
+            .arg(now_ms)
+            .arg(lease_ms)
+            .arg(max);
+        let mut conn = self.conn();
+        let flat: Vec<String> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        let bad = |what: &str| StoreError::Internal(format!("claim reply: bad {what}"));
+        flat.chunks_exact(8)
+            .map(|c| {
+                Ok(Claimed {
+                    shard,
+                    delivery_id: Uuid::parse_str(&c[0]).map_err(|_| bad("delivery id"))?,
+                    token: c[1].clone(),
+                    event_id: Uuid::parse_str(&c[2]).map_err(|_| bad("event id"))?,
+                    subscription_id: Uuid::parse_str(&c[3]).map_err(|_| bad("subscription id"))?,
+                    attempts: c[4].parse().map_err(|_| bad("attempts"))?,
+                    event_type: c[5].clone(),
+                    occurred_at_ms: c[6].parse().map_err(|_| bad("occurred_at"))?,
+                    payload: c[7].clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records the outcome of a claim; false when the claim was superseded.
+    pub async fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, due, error) = match outcome {
+            Outcome::Success => ("success", 0, ""),
+            Outcome::Retry { due_ms } => ("retry", *due_ms, ""),
+            Outcome::Fail { error } => ("fail", 0, error.as_str()),
+            Outcome::Wait { due_ms } => ("wait", *due_ms, ""),
+            Outcome::Drop { error } => ("drop", 0, error.as_str()),
+        };
+        let attempt_json = match attempt {
+            Some(a) => serde_json::to_string(a).map_err(|e| StoreError::Internal(e.to_string()))?,
+            None => String::new(),
+        };
+        let mut inv = self.scripts.finish.key(self.keys.schedule(claimed.shard));
+        inv.key(self.keys.leases(claimed.shard))
+            .arg(self.keys.shard_base(claimed.shard))
+            .arg(claimed.delivery_id.to_string())
+            .arg(&claimed.token)
+            .arg(name)
+            .arg(now_ms)
+            .arg(due)
+            .arg(attempt_json)
+            .arg(error);
+        let mut conn = self.conn();
+        let reply: String = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(reply == "ok")
+    }
+
+    /// The earliest due time in `shard`'s schedule.
+    pub async fn next_due(&self, shard: u16) -> Result<Option<i64>, StoreError> {
+        let key = self.keys.schedule(shard);
+        let mut conn = self.conn();
+        let first: Vec<(String, f64)> = self
+            .run(async move { conn.zrange_withscores(key, 0, 0).await })
+            .await?;
+        Ok(first.first().map(|(_, s)| *s as i64))
+    }
+
+    /// Waiting and in-flight deliveries over all shards.
+    pub async fn queue_depths(&self) -> Result<(u64, u64), StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..self.keys.shards() {
+            pipe.zcard(self.keys.schedule(shard))
+                .zcard(self.keys.leases(shard));
+        }
+        let mut conn = self.conn();
+        let counts: Vec<u64> = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let waiting = counts.iter().step_by(2).sum();
+        let leased = counts.iter().skip(1).step_by(2).sum();
+        Ok((waiting, leased))
+    }
+
+    /// One delivery of `account` with its attempt history.
+    pub async fn get_delivery(
+        &self,
+        account: &Uuid,
+        id: &Uuid,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let key = self.keys.delivery(account, id);
+        let mut pipe = redis::pipe();
+        pipe.hgetall(&key).lrange(format!("{key}:attempts"), 0, -1);
+        let mut conn = self.conn();
+        let (h, history): (HashMap<String, String>, Vec<String>) = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
+        let Some(mut d) = DeliveryRecord::from_hash(h).filter(|d| d.account_id == *account) else {
+            return Ok(None);
+        };
+        d.history = history
+            .iter()
+            .filter_map(|a| serde_json::from_str(a).ok())
+            .collect();
+        Ok(Some(d))
+    }
+
+    async fn load_deliveries(
+        &self,
+        account: &Uuid,
+        ids: &[String],
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            if let Ok(id) = Uuid::parse_str(id) {
+                pipe.hgetall(self.keys.delivery(account, &id));
+            }
+        }
+        let mut conn = self.conn();
+        let rows: Vec<HashMap<String, String>> = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(DeliveryRecord::from_hash)
+            .filter(|d| d.account_id == *account)
+            .collect())
+    }
+
+    /// A page of a subscription's deliveries, newest first, optionally of
+    /// one status.
+    pub async fn list_deliveries(
+        &self,
+        account: &Uuid,
+        subscription: &Uuid,
+        status: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<DeliveryRecord>, StoreError> {
+        let index = self
+            .keys
+            .subscription_deliveries(account, subscription, status);
+        let ids = self.page_ids(index, None, None, cursor, limit).await?;
+        let wanted: Vec<String> = ids.items.iter().map(|(id, _)| id.clone()).collect();
+        Ok(Page {
+            items: self.load_deliveries(account, &wanted).await?,
+            next: ids.next,
+        })
+    }
+
+    /// Every delivery of one event.
+    pub async fn event_deliveries(
+        &self,
+        account: &Uuid,
+        event: &Uuid,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let key = self.keys.event_deliveries(account, event);
+        let mut conn = self.conn();
+        let ids: Vec<String> = self
+            .run(async move { conn.zrange(key, 0, -1).await })
+            .await?;
+        self.load_deliveries(account, &ids).await
+    }
+
+    /// Ids of a subscription's failed deliveries created at or after `since_ms`.
+    pub async fn failed_since(
+        &self,
+        account: &Uuid,
+        subscription: &Uuid,
+        since_ms: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let key = self
+            .keys
+            .subscription_deliveries(account, subscription, Some("failed"));
+        let mut conn = self.conn();
+        let ids: Vec<String> = self
+            .run(async move { conn.zrangebyscore(key, since_ms, "+inf").await })
+            .await?;
+        Ok(ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect())
+    }
+
+    /// Ids of a subscription's pending deliveries.
+    pub async fn pending_of(
+        &self,
+        account: &Uuid,
+        subscription: &Uuid,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let key = self
+            .keys
+            .subscription_deliveries(account, subscription, Some("pending"));
+        let mut conn = self.conn();
+        let ids: Vec<String> = self
+            .run(async move { conn.zrange(key, 0, -1).await })
+            .await?;
+        Ok(ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect())
+    }
+
+    /// Makes deliveries of `account` due now.
+    pub async fn requeue(
+        &self,
+        account: &Uuid,
+        ids: &[Uuid],
+        now_ms: i64,
+    ) -> Result<Vec<Requeued>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let shard = self.keys.shard_of(account);
+        let mut inv = self.scripts.requeue.key(self.keys.schedule(shard));
+        inv.key(self.keys.leases(shard))
+            .arg(self.keys.shard_base(shard))
+            .arg(now_ms);
+        for id in ids {
+            inv.arg(id.to_string());
+        }
+        let mut conn = self.conn();
+        let reply: Vec<String> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(reply
+            .iter()
+            .map(|r| match r.as_str() {
+                "queued" => Requeued::Queued,
+                "in_flight" => Requeued::InFlight,
+                _ => Requeued::Missing,
+            })
+            .collect())
+    }
+
+    /// New replay deliveries of `event` to `subscriptions`, due now. `None`
+    /// when the event is no longer archived.
+    pub async fn replay(
+        &self,
+        account: &Uuid,
+        event: &Uuid,
+        subscriptions: &[Uuid],
+        now_ms: i64,
+    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+        let shard = self.keys.shard_of(account);
+        let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
+        let mut inv = self.scripts.replay.key(self.keys.schedule(shard));
+        inv.arg(self.keys.shard_base(shard))
+            .arg(now_ms)
+            .arg(event.to_string());
+        for (id, sub) in ids.iter().zip(subscriptions) {
+            inv.arg(id.to_string()).arg(sub.to_string());
+        }
+        let mut conn = self.conn();
+        let n: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok((n >= 0).then_some(ids))
+    }
+
+    /// Ids of the account's enabled subscriptions that receive `event_type`.
+    pub async fn routes_for(
+        &self,
+        account: &Uuid,
+        event_type: &str,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let (a, b) = (
+            self.keys.route(account, event_type),
+            self.keys.route(account, "*"),
+        );
+        let mut conn = self.conn();
+        let ids: Vec<String> = self.run(async move { conn.sunion(&[a, b]).await }).await?;
+        let mut ids: Vec<Uuid> = ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// A subscription by shard and id (the delivery engine's lookup).
+    pub async fn subscription_in_shard(
+        &self,
+        shard: u16,
+        id: &Uuid,
+    ) -> Result<Option<crate::domain::subscription::Subscription>, StoreError> {
+        let key = format!("{}sub:{id}", self.keys.shard_base(shard));
+        let mut conn = self.conn();
+        let data: Option<String> = self
+            .run(async move { conn.hget(key, "data").await })
+            .await?;
+        data.map(|d| {
+            serde_json::from_str(&d)
+                .map_err(|e| StoreError::Internal(format!("subscription {id}: {e}")))
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,95 @@
+-- Shared by every script that records events or creates deliveries.
+
+-- Adds `member` to a time index that lives as long as the data it indexes
+-- (until `expires`, ms; nil leaves the index's expiry as it is).
+local function add_to_index(key, score, member, expires, now)
+  redis.call('ZADD', key, score, member)
+  if expires then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 or ttl < expires - now then
+      redis.call('PEXPIREAT', key, expires)
+    end
+  end
+end
+
+-- When `key` expires (ms), or nil if it has no expiry.
+local function expiry_of(key, now)
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then
+    return now + ttl
+  end
+  return nil
+end
+
+-- Moves a delivery between the per-status indexes of its subscription.
+local function move_status(base, did, sid, created, from, to, now, expires)
+  local idx = base .. 'sub-dlv:' .. sid .. ':'
+  redis.call('ZREM', idx .. from, did)
+  add_to_index(idx .. to, created, did, expires, now)
+end
+
+-- A delivery id derived from the event and the subscription (a UUIDv8 from
+-- SHA-1), so that re-running a fan-out can never create a second delivery.
+local function derived_id(event_id, sub_id)
+  local h = redis.sha1hex(event_id .. '/' .. sub_id)
+  local variant = string.format('%x', 8 + tonumber(string.sub(h, 17, 17), 16) % 4)
+  return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-8' .. string.sub(h, 14, 16) .. '-' ..
+    variant .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
+end
+
+-- Creates a pending delivery due now: its record, its place in the shard's
+-- schedule and in the subscription's and the event's delivery indexes.
+local function create_delivery(base, did, eid, sid, acct, etype, now, expires, replay)
+  local dkey = base .. 'dlv:' .. did
+  redis.call('HSET', dkey, 'id', did, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
+    'event_type', etype, 'status', 'pending', 'attempts', 0, 'claim', 0, 'created_at', now,
+    'next_attempt_at', now, 'replay', replay)
+  if expires then
+    redis.call('PEXPIREAT', dkey, expires)
+  end
+  redis.call('ZADD', base .. 'schedule', now, did)
+  add_to_index(base .. 'sub-dlv:' .. sid, now, did, expires, now)
+  add_to_index(base .. 'sub-dlv:' .. sid .. ':pending', now, did, expires, now)
+  add_to_index(base .. 'event-dlv:' .. eid, now, did, expires, now)
+end
+
+-- Stores one event in the shard whose key names start with `base` and fans
+-- it out to the account's enabled subscriptions for its type.
+-- Returns {status, event_id, deliveries} where status is 'created',
+-- 'duplicate' (same Idempotency-Key and same request), 'conflict' (same key,
+-- different request) or 'no_account'.
+local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occurred, payload, idem, fp)
+  if redis.call('EXISTS', base .. 'account:' .. acct) == 0 then
+    return {'no_account', '', '0'}
+  end
+  if idem ~= '' then
+    local ikey = base .. 'idem:' .. acct .. ':' .. idem
+    local prev = redis.call('GET', ikey)
+    if prev then
+      local sep = string.find(prev, ' ', 1, true)
+      local prev_id = string.sub(prev, 1, sep - 1)
+      if string.sub(prev, sep + 1) == fp then
+        return {'duplicate', prev_id, '0'}
+      end
+      return {'conflict', prev_id, '0'}
+    end
+    redis.call('SET', ikey, id .. ' ' .. fp, 'PX', idem_ttl)
+  end
+  local occ = tonumber(occurred)
+  local expires = occ + retention
+  local ekey = base .. 'event:' .. id
+  redis.call('HSET', ekey, 'id', id, 'account_id', acct, 'type', etype,
+    'occurred_at', occurred, 'received_at', now, 'payload', payload)
+  redis.call('PEXPIREAT', ekey, expires)
+  local cutoff = '(' .. (now - retention)
+  local indexes = {base .. 'events:' .. acct, base .. 'events:' .. acct .. ':' .. etype}
+  for _, idx in ipairs(indexes) do
+    redis.call('ZREMRANGEBYSCORE', idx, '-inf', cutoff)
+    add_to_index(idx, occ, id, expires, now)
+  end
+  local subs = redis.call('SUNION', base .. 'route:' .. acct .. ':' .. etype, base .. 'route:' .. acct .. ':*')
+  for _, sid in ipairs(subs) do
+    create_delivery(base, derived_id(id, sid), id, sid, acct, etype, now, expires, '0')
+  end
+  return {'created', id, tostring(#subs)}
+end
