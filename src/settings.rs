@@ -131,6 +131,31 @@ pub struct DeliverySettings {
     pub timeout_ms: u64,
     /// Delays between attempts, e.g. `["5s", "30s", "2m"]`.
     pub retry_schedule: Vec<String>,
+    /// Random spread of each delay (0.1 = ±10 %), so retries do not align.
+    pub jitter: f64,
+    /// Runs the delivery engine in this process (off for an API-only node).
+    pub enabled: bool,
+    /// Consecutive failures that open an endpoint's circuit.
+    pub breaker_failure_threshold: u32,
+    /// First open period of a circuit, ms; doubles on each failed probe.
+    pub breaker_cooldown_ms: u64,
+    /// Longest open period, ms.
+    pub breaker_max_cooldown_ms: u64,
+    /// Concurrent requests to one endpoint.
+    pub endpoint_concurrency: usize,
+    /// Deliveries queued per endpoint beyond its concurrency.
+    pub endpoint_queue: usize,
+    /// Deliveries claimed per shard per scheduling round.
+    pub claim_batch: usize,
+    /// Deliveries claimed and unfinished per process.
+    pub max_in_flight: usize,
+    /// Longest pause between schedule checks, ms (work from other replicas
+    /// is noticed within it; this replica's own ingest wakes it at once).
+    pub poll_interval_ms: u64,
+    /// An endpoint without a success for this long is disabled, hours.
+    pub disable_after_hours: u64,
+    /// How long a rotated-out signing secret keeps signing, hours.
+    pub secret_grace_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,8 +297,45 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if self.delivery.timeout_ms == 0 {
+        let d = &self.delivery;
+        if d.timeout_ms == 0 {
             return Err(invalid("delivery.timeout_ms", "must be positive"));
+        }
+        if !(0.0..=0.5).contains(&d.jitter) {
+            return Err(invalid("delivery.jitter", "must be between 0 and 0.5"));
+        }
+        if d.breaker_failure_threshold == 0 {
+            return Err(invalid(
+                "delivery.breaker_failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if d.breaker_cooldown_ms == 0 || d.breaker_max_cooldown_ms < d.breaker_cooldown_ms {
+            return Err(invalid(
+                "delivery.breaker_max_cooldown_ms",
+                "cooldowns must be positive and the maximum at least the first",
+            ));
+        }
+        if d.endpoint_concurrency == 0 {
+            return Err(invalid(
+                "delivery.endpoint_concurrency",
+                "must be at least 1",
+            ));
+        }
+        if d.claim_batch == 0 || d.max_in_flight == 0 {
+            return Err(invalid(
+                "delivery.max_in_flight",
+                "claim_batch and max_in_flight must be at least 1",
+            ));
+        }
+        if d.poll_interval_ms == 0 {
+            return Err(invalid("delivery.poll_interval_ms", "must be positive"));
+        }
+        if d.disable_after_hours == 0 {
+            return Err(invalid(
+                "delivery.disable_after_hours",
+                "must be at least 1",
+            ));
         }
         self.retry_schedule()?;
         let smtp = url::Url::parse(self.smtp.url.expose_secret())

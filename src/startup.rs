@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use tokio::sync::Notify;
 
 use crate::api::{self, AppState};
+use crate::delivery::engine::Engine;
 use crate::domain::catalog::Catalog;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -29,10 +31,16 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The delivery engine (None when `delivery.enabled` is false).
+    engine: Option<Engine>,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // One TLS crypto provider for every HTTPS client (webhooks); a second
+        // call finds it installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let catalog = Catalog::new(&settings.events.extra_types)?;
         let store = Store::connect(&settings).await?;
         match store.check_layout().await {
@@ -49,10 +57,17 @@ impl Application {
             n => n,
         };
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
+        crate::metrics::handle();
+        let wake = Arc::new(Notify::new());
+        let engine = settings
+            .delivery
+            .enabled
+            .then(|| Engine::start(store.clone(), &settings, wake.clone()));
         let state = web::Data::new(AppState {
             store,
             catalog,
             settings: Arc::new(settings),
+            wake,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -65,7 +80,17 @@ impl Application {
         .shutdown_timeout(shutdown_timeout)
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            engine,
+            shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
+        })
+    }
+
+    /// The delivery engine, if this process runs one.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
     }
 
     /// The port actually bound (useful with port 0).
@@ -78,7 +103,14 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped, then shuts the delivery engine down: nothing
+    /// new is claimed, queued deliveries go back to the schedule, in-flight
+    /// ones get `server.shutdown_timeout_secs` to finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(engine) = &self.engine {
+            engine.shutdown(self.shutdown_timeout).await;
+        }
+        served
     }
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub store: Store,
     pub catalog: Catalog,
     pub settings: Arc<Settings>,
+    /// Wakes this replica's scheduler when new deliveries are due now.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -51,6 +53,22 @@ impl AppState {
         SubscriptionRules {
             allow_private_targets: self.settings.delivery.allow_private_targets,
             max_event_types: self.settings.limits.max_event_types_per_subscription,
+        }
+    }
+
+    /// Counts what ingest stored and wakes the scheduler for new deliveries.
+    pub fn after_ingest(&self, outcomes: &[crate::store::IngestOutcome]) {
+        let (mut events, mut deliveries) = (0u64, 0u64);
+        for o in outcomes {
+            if let crate::store::IngestOutcome::Created { deliveries: d, .. } = o {
+                events += 1;
+                deliveries += u64::from(*d);
+            }
+        }
+        metrics::counter!(crate::metrics::EVENTS_INGESTED).increment(events);
+        if deliveries > 0 {
+            metrics::counter!(crate::metrics::DELIVERIES_CREATED).increment(deliveries);
+            self.wake.notify_one();
         }
     }
 

@@ -13,7 +13,7 @@ use crate::domain::api_key::new_signing_secret;
 use crate::domain::event::format_ms;
 use crate::domain::parse_id;
 use crate::domain::subscription::{
-    check_channel, check_description, check_event_types, Channel, Subscription,
+    check_channel, check_description, check_event_types, check_rate_limit, Channel, Subscription,
 };
 use crate::store::PutOutcome;
 
@@ -30,6 +30,8 @@ pub struct CreateSubscription {
     pub description: Option<String>,
     /// Defaults to true.
     pub enabled: Option<bool>,
+    /// Most notifications per second (webhooks); absent means no limit.
+    pub rate_limit: Option<u32>,
 }
 
 /// Body of `PATCH /v1/subscriptions/{id}`: only the fields given change.
@@ -43,6 +45,14 @@ pub struct UpdateSubscription {
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub enabled: Option<bool>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "present_u32")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit: Option<Option<u32>>,
+}
+
+fn present_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
 }
 
 /// Tells "absent" (outer None) from "null" (Some(None)).
@@ -58,6 +68,12 @@ pub struct SubscriptionView {
     pub channel: Channel,
     pub description: Option<String>,
     pub enabled: bool,
+    /// Why courier disabled the subscription, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Most notifications per second; absent means no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
     /// The `whsec_` signing secret; only in the answer that created it.
@@ -73,6 +89,8 @@ impl SubscriptionView {
             channel: s.channel.clone(),
             description: s.description.clone(),
             enabled: s.enabled,
+            disabled_reason: s.disabled_reason.clone(),
+            rate_limit: s.rate_limit,
             created_at: format_ms(s.created_at_ms),
             updated_at: format_ms(s.updated_at_ms),
             secret: if show_secret { s.secret.clone() } else { None },
@@ -130,6 +148,10 @@ pub async fn create(
         account_id: caller.account.id,
         event_types,
         secret: channel.is_webhook().then(new_signing_secret),
+        previous_secret: None,
+        previous_secret_expires_at_ms: None,
+        rate_limit: check_rate_limit(input.rate_limit)?,
+        disabled_reason: None,
         channel,
         description,
         enabled: input.enabled.unwrap_or(true),
@@ -250,6 +272,7 @@ pub async fn update(
         .as_ref()
         .map(|d| check_description(d.as_deref()))
         .transpose()?;
+    let rate_limit = input.rate_limit.map(check_rate_limit).transpose()?;
     for _ in 0..WRITE_ATTEMPTS {
         let current = load(&st, &caller, &id).await?;
         let mut next = current.clone();
@@ -261,6 +284,8 @@ pub async fn update(
             next.channel = c.clone();
             if !c.is_webhook() {
                 next.secret = None;
+                next.previous_secret = None;
+                next.previous_secret_expires_at_ms = None;
             } else if next.secret.is_none() {
                 next.secret = Some(new_signing_secret());
                 new_secret = true;
@@ -271,6 +296,12 @@ pub async fn update(
         }
         if let Some(e) = input.enabled {
             next.enabled = e;
+            if e {
+                next.disabled_reason = None;
+            }
+        }
+        if let Some(r) = rate_limit {
+            next.rate_limit = r;
         }
         next.version = current.version + 1;
         next.updated_at_ms = Utc::now().timestamp_millis();

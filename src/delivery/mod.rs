@@ -3,5 +3,14 @@
 //! that drive it.
 
 pub mod breaker;
+pub mod deliverer;
+pub mod disable;
+pub mod engine;
+pub mod janitor;
+pub mod notification;
+pub mod ratelimit;
+pub mod registry;
 pub mod retry;
+pub mod scheduler;
+pub mod sender;
 pub mod signing;

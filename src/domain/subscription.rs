@@ -46,6 +46,18 @@ pub struct Subscription {
     pub enabled: bool,
     /// `whsec_…` signing secret of webhook subscriptions.
     pub secret: Option<String>,
+    /// The secret before the last rotation; it keeps signing alongside the
+    /// new one until `previous_secret_expires_at_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at_ms: Option<i64>,
+    /// Most notifications per second to this subscription (None: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Why courier disabled it (410 Gone, days of failure), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     /// Bumped on every change; writes check it (optimistic concurrency).
@@ -102,6 +114,37 @@ pub fn check_channel(channel: &Channel, rules: &SubscriptionRules) -> Result<Cha
                 .to_owned(),
         },
     })
+}
+
+impl Subscription {
+    /// The secrets that sign a notification at `now_ms`: the current one,
+    /// and the previous one during its grace period.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut out: Vec<&str> = self.secret.iter().map(String::as_str).collect();
+        if let (Some(prev), Some(until)) =
+            (&self.previous_secret, self.previous_secret_expires_at_ms)
+        {
+            if now_ms < until {
+                out.push(prev);
+            }
+        }
+        out
+    }
+}
+
+/// Most notifications per second a subscription may ask for.
+pub const MAX_RATE_LIMIT: u32 = 100_000;
+
+/// Validates an optional per-subscription rate limit.
+pub fn check_rate_limit(rate: Option<u32>) -> Result<Option<u32>, Invalid> {
+    match rate {
+        Some(0) => Err(Invalid::new("rate_limit", "must be at least 1 per second")),
+        Some(r) if r > MAX_RATE_LIMIT => Err(Invalid::new(
+            "rate_limit",
+            format!("must be at most {MAX_RATE_LIMIT} per second"),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// Validates an optional description; blank means none.
@@ -201,6 +244,38 @@ mod tests {
             .unwrap(),
             r#"{"type":"webhook","url":"https://x.example/"}"#
         );
+    }
+
+    #[test]
+    fn the_previous_secret_signs_only_during_its_grace_period() {
+        let sub = Subscription {
+            id: Uuid::now_v7(),
+            account_id: Uuid::now_v7(),
+            event_types: vec!["*".into()],
+            channel: Channel::Webhook {
+                url: "https://x.example/".into(),
+            },
+            description: None,
+            enabled: true,
+            secret: Some("whsec_new".into()),
+            previous_secret: Some("whsec_old".into()),
+            previous_secret_expires_at_ms: Some(1_000),
+            rate_limit: None,
+            disabled_reason: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            version: 1,
+        };
+        assert_eq!(sub.signing_secrets(999), ["whsec_new", "whsec_old"]);
+        assert_eq!(sub.signing_secrets(1_000), ["whsec_new"]);
+    }
+
+    #[test]
+    fn rate_limits_are_bounded() {
+        assert_eq!(check_rate_limit(None), Ok(None));
+        assert_eq!(check_rate_limit(Some(5)), Ok(Some(5)));
+        assert!(check_rate_limit(Some(0)).is_err());
+        assert!(check_rate_limit(Some(MAX_RATE_LIMIT + 1)).is_err());
     }
 
     #[test]

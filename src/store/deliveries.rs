@@ -190,6 +190,31 @@ impl Store {
         Ok(reply == "ok")
     }
 
+    /// Returns `shard`'s expired leases to its schedule; how many.
+    pub async fn reclaim(&self, shard: u16, now_ms: i64) -> Result<u64, StoreError> {
+        let mut inv = self.scripts.reclaim.key(self.keys.schedule(shard));
+        inv.key(self.keys.leases(shard)).arg(now_ms);
+        let mut conn = self.conn();
+        self.run(async move { inv.invoke_async(&mut conn).await })
+            .await
+    }
+
+    /// The earliest due time over all shards.
+    pub async fn next_due_any(&self) -> Result<Option<i64>, StoreError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..self.keys.shards() {
+            pipe.zrange_withscores(self.keys.schedule(shard), 0, 0);
+        }
+        let mut conn = self.conn();
+        let firsts: Vec<Vec<(String, f64)>> = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(firsts
+            .iter()
+            .filter_map(|f| f.first().map(|(_, s)| *s as i64))
+            .min())
+    }
+
     /// The earliest due time in `shard`'s schedule.
     pub async fn next_due(&self, shard: u16) -> Result<Option<i64>, StoreError> {
         let key = self.keys.schedule(shard);

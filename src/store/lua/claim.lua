@@ -8,11 +8,7 @@
 --          token, event id, subscription id, attempts made, event type,
 --          occurred_at, payload
 local base, now, lease, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-for _, did in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], did)
-  redis.call('ZADD', KEYS[1], now, did)
-end
+reclaim_expired(KEYS[1], KEYS[2], now)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max)
 local out = {}
 for _, did in ipairs(due) do

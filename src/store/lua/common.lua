@@ -21,6 +21,17 @@ local function expiry_of(key, now)
   return nil
 end
 
+-- Returns deliveries whose lease expired (their process died or hung) to
+-- the schedule, due now. Returns how many.
+local function reclaim_expired(schedule, leases, now)
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)
+  for _, did in ipairs(expired) do
+    redis.call('ZREM', leases, did)
+    redis.call('ZADD', schedule, now, did)
+  end
+  return #expired
+end
+
 -- Moves a delivery between the per-status indexes of its subscription.
 local function move_status(base, did, sid, created, from, to, now, expires)
   local idx = base .. 'sub-dlv:' .. sid .. ':'

@@ -1,0 +1,397 @@
+//! `EndpointDeliverer`: one actor per endpoint (webhook URL). It owns the
+//! endpoint's HTTP client and connection limit, its circuit breaker and the
+//! per-subscription rate limits, sends with at most `endpoint_concurrency`
+//! requests at a time, and records every outcome. Endpoints are independent
+//! actors with their own connections, so a slow one never delays another.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use futures_util::FutureExt;
+use rand::Rng;
+use uuid::Uuid;
+
+use super::breaker::{Admission, BreakerState};
+use super::engine::EngineCtx;
+use super::notification::{self, judge, next_step, Verdict};
+use super::ratelimit::TokenBucket;
+use super::retry::parse_retry_after;
+use super::sender::{HttpResult, Sender};
+use super::signing::{signature_header, SigningKey};
+use crate::domain::event::format_ms;
+use crate::domain::subscription::{Channel, Subscription};
+use crate::metrics as m;
+use crate::store::{Attempt, Claimed, Outcome};
+
+/// A claimed delivery and its subscription.
+pub struct Job {
+    pub claimed: Claimed,
+    pub sub: Arc<Subscription>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Job);
+
+/// Shutdown: hand queued deliveries back, finish the in-flight ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+pub struct EndpointDeliverer {
+    /// The endpoint.
+    url: String,
+    ctx: Arc<EngineCtx>,
+    /// Made on start, on this actor's thread (awc is not `Send`).
+    sender: Option<Rc<Sender>>,
+    /// Claimed deliveries waiting for a free connection.
+    queue: VecDeque<Job>,
+    /// Requests under way.
+    in_flight: usize,
+    breaker: BreakerState,
+    /// Per-subscription token buckets (only for subscriptions with a limit).
+    buckets: HashMap<Uuid, TokenBucket>,
+    /// A delayed pump is pending (rate limit), so another is not needed.
+    pump_pending: bool,
+    draining: bool,
+}
+
+impl EndpointDeliverer {
+    pub fn new(url: String, ctx: Arc<EngineCtx>) -> Self {
+        Self {
+            url,
+            ctx,
+            sender: None,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            breaker: BreakerState::default(),
+            buckets: HashMap::new(),
+            pump_pending: false,
+            draining: false,
+        }
+    }
+
+    /// Records `outcome` for `job` in the background (the task outlives a
+    /// restart of this actor) and frees its slot.
+    fn finish(&self, job: Job, outcome: Outcome, attempt: Option<Attempt>) {
+        finish_in_background(self.ctx.clone(), job, outcome, attempt, None);
+    }
+
+    /// Starts as many queued deliveries as the limits allow.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let Some(sender) = self.sender.clone() else {
+            return;
+        };
+        let probe_timeout = self.ctx.cfg.timeout.as_millis() as i64 + 1_000;
+        while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining {
+            let Some(job) = self.queue.front() else { break };
+            let now = self.ctx.now_ms();
+            if let Some(rate) = job.sub.rate_limit {
+                let bucket = self
+                    .buckets
+                    .entry(job.sub.id)
+                    .or_insert_with(|| TokenBucket::new(rate, now));
+                if let Err(wait_ms) = bucket.take(now) {
+                    if !self.pump_pending {
+                        self.pump_pending = true;
+                        ctx.run_later(Duration::from_millis(wait_ms.max(1) as u64), |act, ctx| {
+                            act.pump_pending = false;
+                            act.pump(ctx);
+                        });
+                    }
+                    break;
+                }
+            }
+            let admission = self.breaker.admit(now, probe_timeout);
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
+            if let Admission::WaitUntil(until) = admission {
+                // The circuit is open: wait without spending an attempt.
+                self.finish(job, Outcome::Wait { due_ms: until }, None);
+                continue;
+            }
+            self.in_flight += 1;
+            let (headers, body) = build_request(&job, now);
+            let url = self.url.clone();
+            let sender = sender.clone();
+            let send = async move { sender.post(&url, &headers, body).await };
+            ctx.spawn(
+                AssertUnwindSafe(send)
+                    .catch_unwind()
+                    .into_actor(self)
+                    .map(move |result, act, ctx| {
+                        act.in_flight -= 1;
+                        match result {
+                            Ok(r) => act.complete(job, r),
+                            Err(_) => {
+                                tracing::error!(url = %act.url, "a delivery panicked; restarting the deliverer");
+                                // The lease returns the delivery to the schedule.
+                                act.ctx.release(1);
+                                ctx.stop();
+                                return;
+                            }
+                        }
+                        act.pump(ctx);
+                    }),
+            );
+        }
+    }
+
+    /// Judges a response, updates the breaker and records the outcome.
+    fn complete(&mut self, job: Job, r: HttpResult) {
+        let now = self.ctx.now_ms();
+        let retry_after = r
+            .retry_after
+            .as_deref()
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        let verdict = if r.error.is_some() {
+            Verdict::Failed
+        } else {
+            judge(r.status, retry_after)
+        };
+        let endpoint_ok = matches!(verdict, Verdict::Delivered | Verdict::Gone);
+        let was_open = self.breaker.is_open();
+        if endpoint_ok {
+            self.breaker.on_success();
+        } else {
+            self.breaker.on_failure(now, &self.ctx.cfg.breaker);
+        }
+        match (was_open, self.breaker.is_open()) {
+            (false, true) => metrics::gauge!(m::OPEN_CIRCUITS).increment(1.0),
+            (true, false) => metrics::gauge!(m::OPEN_CIRCUITS).decrement(1.0),
+            _ => {}
+        }
+        let attempts_made = job.claimed.attempts + 1;
+        let unit: f64 = rand::thread_rng().gen();
+        let outcome = next_step(verdict, attempts_made, &self.ctx.cfg.policy, now, unit);
+        let result_label = match verdict {
+            Verdict::Delivered => "success",
+            Verdict::Gone => "gone",
+            _ => "failure",
+        };
+        metrics::counter!(m::ATTEMPTS, "result" => result_label).increment(1);
+        metrics::histogram!(m::ATTEMPT_DURATION).record(r.duration_ms as f64 / 1000.0);
+        let attempt = Attempt {
+            at: format_ms(r.started_ms),
+            duration_ms: r.duration_ms,
+            status_code: r.status,
+            response: r.response,
+            error: r.error,
+            next_attempt_at: match outcome {
+                Outcome::Retry { due_ms } => Some(format_ms(due_ms)),
+                _ => None,
+            },
+        };
+        let endpoint = EndpointUpdate {
+            url: self.url.clone(),
+            breaker: self.breaker.clone(),
+            success: endpoint_ok,
+            gone: verdict == Verdict::Gone,
+        };
+        finish_in_background(
+            self.ctx.clone(),
+            job,
+            outcome,
+            Some(attempt),
+            Some(endpoint),
+        );
+    }
+}
+
+/// The endpoint state to store after an attempt.
+struct EndpointUpdate {
+    url: String,
+    breaker: BreakerState,
+    success: bool,
+    gone: bool,
+}
+
+fn finish_in_background(
+    ctx: Arc<EngineCtx>,
+    job: Job,
+    outcome: Outcome,
+    attempt: Option<Attempt>,
+    endpoint: Option<EndpointUpdate>,
+) {
+    actix::spawn(async move {
+        let now = ctx.now_ms();
+        match ctx
+            .store
+            .finish(&job.claimed, &outcome, attempt.as_ref(), now)
+            .await
+        {
+            Ok(true) => match &outcome {
+                Outcome::Success => {
+                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "succeeded").increment(1)
+                }
+                Outcome::Fail { .. } => {
+                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "failed").increment(1)
+                }
+                Outcome::Drop { .. } => {
+                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "dropped").increment(1)
+                }
+                _ => {}
+            },
+            Ok(false) => {
+                tracing::debug!(delivery = %job.claimed.delivery_id, "claim superseded; outcome not recorded")
+            }
+            // The lease will expire and the delivery will be claimed again.
+            Err(e) => {
+                tracing::warn!(delivery = %job.claimed.delivery_id, error = %e, "could not record a delivery outcome")
+            }
+        }
+        if let Some(ep) = endpoint {
+            let success = Some(ep.success);
+            match ctx
+                .store
+                .record_endpoint(&ep.url, &ep.breaker, success, now)
+                .await
+            {
+                Ok(failing_since) => {
+                    let stale =
+                        failing_since.is_some_and(|since| now - since >= ctx.cfg.disable_after_ms);
+                    if ep.gone {
+                        super::disable::disable(
+                            &ctx,
+                            &job.sub,
+                            "the endpoint answered 410 Gone",
+                            now,
+                        )
+                        .await;
+                    } else if stale {
+                        let hours = ctx.cfg.disable_after_ms / 3_600_000;
+                        let reason =
+                            format!("no successful delivery to the endpoint for {hours} hours");
+                        super::disable::disable(&ctx, &job.sub, &reason, now).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(url = %ep.url, error = %e, "could not record endpoint state")
+                }
+            }
+        }
+        ctx.release(1);
+    });
+}
+
+/// Headers and body of a notification at `now_ms`.
+fn build_request(job: &Job, now_ms: i64) -> (Vec<(&'static str, String)>, Bytes) {
+    let c = &job.claimed;
+    let body = notification::body(
+        &job.sub.id,
+        &c.event_id,
+        &c.event_type,
+        c.occurred_at_ms,
+        &c.delivery_id,
+        &c.payload,
+    );
+    let msg_id = c.delivery_id.to_string();
+    let timestamp = now_ms / 1000;
+    let keys: Vec<SigningKey> = job
+        .sub
+        .signing_secrets(now_ms)
+        .into_iter()
+        .filter_map(SigningKey::from_secret)
+        .collect();
+    let signature = signature_header(&keys, &msg_id, timestamp, body.as_bytes());
+    let headers = vec![
+        ("webhook-id", msg_id),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ];
+    (headers, Bytes::from(body))
+}
+
+impl Actor for EndpointDeliverer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let cfg = &self.ctx.cfg;
+        self.sender = Some(Rc::new(Sender::new(
+            cfg.timeout,
+            cfg.allow_private_targets,
+            cfg.endpoint_concurrency,
+        )));
+        // Agree with the other replicas: start from the stored breaker and
+        // refresh it while the circuit is open.
+        self.refresh_breaker(ctx);
+        ctx.run_interval(Duration::from_secs(2), |act, ctx| {
+            if act.breaker.is_open() {
+                act.refresh_breaker(ctx);
+            }
+        });
+    }
+}
+
+impl EndpointDeliverer {
+    fn refresh_breaker(&mut self, ctx: &mut Context<Self>) {
+        let store = self.ctx.store.clone();
+        let url = self.url.clone();
+        ctx.spawn(
+            async move { store.endpoint_state(&url).await }
+                .into_actor(self)
+                .map(|state, act, ctx| {
+                    if let Ok(state) = state {
+                        if act.breaker.is_open() != state.breaker.is_open() {
+                            let delta = if state.breaker.is_open() { 1.0 } else { -1.0 };
+                            metrics::gauge!(m::OPEN_CIRCUITS).increment(delta);
+                        }
+                        act.breaker = state.breaker;
+                        act.pump(ctx);
+                    }
+                }),
+        );
+    }
+}
+
+impl Supervised for EndpointDeliverer {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        // Fresh state; the queued and in-flight deliveries go back to the
+        // schedule when their leases expire.
+        self.ctx.release(self.queue.len() + self.in_flight);
+        self.queue.clear();
+        self.in_flight = 0;
+        self.buckets.clear();
+        self.pump_pending = false;
+    }
+}
+
+impl Handler<Deliver> for EndpointDeliverer {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(job): Deliver, ctx: &mut Self::Context) {
+        if self.draining {
+            let now = self.ctx.now_ms();
+            self.finish(job, Outcome::Wait { due_ms: now }, None);
+            return;
+        }
+        if self.queue.len() >= self.ctx.cfg.endpoint_queue {
+            // Busy endpoint: hand it back for a moment rather than let the
+            // lease run out in memory.
+            let due_ms = self.ctx.now_ms() + 1_000;
+            self.finish(job, Outcome::Wait { due_ms }, None);
+            return;
+        }
+        debug_assert!(matches!(job.sub.channel, Channel::Webhook { .. }));
+        self.queue.push_back(job);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Drain> for EndpointDeliverer {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) {
+        self.draining = true;
+        let now = self.ctx.now_ms();
+        while let Some(job) = self.queue.pop_front() {
+            self.finish(job, Outcome::Wait { due_ms: now }, None);
+        }
+    }
+}

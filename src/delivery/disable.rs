@@ -1,0 +1,64 @@
+//! Disabling a subscription on the endpoint's behalf (410 Gone, days of
+//! failure): the subscription is switched off with the reason, its pending
+//! deliveries are made due so they end as failed at once, and the account
+//! gets an operational notice.
+
+use super::engine::EngineCtx;
+use crate::domain::subscription::Subscription;
+use crate::metrics as m;
+use crate::store::PutOutcome;
+
+/// Attempts of the read-modify-write before giving up.
+const ATTEMPTS: usize = 5;
+
+pub async fn disable(ctx: &EngineCtx, sub: &Subscription, reason: &str, now_ms: i64) {
+    let store = &ctx.store;
+    for _ in 0..ATTEMPTS {
+        let current = match store.get_subscription(&sub.account_id, &sub.id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(subscription = %sub.id, error = %e, "could not disable subscription");
+                return;
+            }
+        };
+        if !current.enabled {
+            return;
+        }
+        let mut next = current.clone();
+        next.enabled = false;
+        next.disabled_reason = Some(reason.to_owned());
+        next.version += 1;
+        next.updated_at_ms = now_ms;
+        match store
+            .put_subscription(&next, Some(current.version), 0)
+            .await
+        {
+            Ok(PutOutcome::Ok) => {
+                ctx.registry.invalidate(&sub.id);
+                metrics::counter!(m::SUBSCRIPTIONS_DISABLED).increment(1);
+                tracing::warn!(subscription = %sub.id, reason, "subscription disabled");
+                let notice = serde_json::json!({
+                    "kind": "subscription_disabled",
+                    "at": crate::domain::event::format_ms(now_ms),
+                    "subscription_id": sub.id,
+                    "reason": reason,
+                });
+                if let Err(e) = store.add_notice(&sub.account_id, &notice).await {
+                    tracing::warn!(error = %e, "could not record the notice");
+                }
+                if let Ok(pending) = store.pending_of(&sub.account_id, &sub.id).await {
+                    let _ = store.requeue(&sub.account_id, &pending, now_ms).await;
+                }
+                ctx.wake.notify_one();
+                return;
+            }
+            Ok(PutOutcome::Conflict) => continue,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(subscription = %sub.id, error = %e, "could not disable subscription");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Starting and stopping the delivery engine: one arbiter (thread) runs the
+//! scheduler, the janitor, the registry listener and every endpoint
+//! deliverer, each under an actix `Supervisor`.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::Notify;
+
+use super::breaker::BreakerConfig;
+use super::janitor::Janitor;
+use super::registry::{Registry, RegistryListener};
+use super::retry::RetryPolicy;
+use super::scheduler::{Scheduler, Shutdown};
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// The engine's tuning, from configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub policy: RetryPolicy,
+    pub breaker: BreakerConfig,
+    /// One webhook request's deadline.
+    pub timeout: Duration,
+    /// How long a claim is held; past it the delivery is claimed again.
+    pub lease_ms: i64,
+    /// Most deliveries claimed per shard per round.
+    pub batch: usize,
+    /// Most deliveries claimed and not finished in this process.
+    pub max_in_flight: usize,
+    /// Concurrent requests to one endpoint.
+    pub endpoint_concurrency: usize,
+    /// Deliveries an endpoint may hold queued beyond its concurrency;
+    /// more are handed back to the schedule (no attempt spent).
+    pub endpoint_queue: usize,
+    pub allow_private_targets: bool,
+    /// An endpoint failing this long without a success is disabled.
+    pub disable_after_ms: i64,
+    /// Longest sleep between schedule checks when not woken.
+    pub poll_interval: Duration,
+}
+
+impl EngineConfig {
+    pub fn from_settings(s: &Settings) -> Self {
+        let d = &s.delivery;
+        let timeout = Duration::from_millis(d.timeout_ms);
+        Self {
+            policy: RetryPolicy::new(s.retry_schedule().unwrap_or_default(), d.jitter),
+            breaker: BreakerConfig {
+                failure_threshold: d.breaker_failure_threshold,
+                base_cooldown_ms: d.breaker_cooldown_ms as i64,
+                max_cooldown_ms: d.breaker_max_cooldown_ms as i64,
+            },
+            timeout,
+            // Queued work waits for up to `endpoint_queue / concurrency`
+            // requests ahead of it, each bounded by the timeout.
+            lease_ms: (d.timeout_ms
+                * (2 + d.endpoint_queue as u64 / d.endpoint_concurrency.max(1) as u64)
+                + 5_000) as i64,
+            batch: d.claim_batch,
+            max_in_flight: d.max_in_flight,
+            endpoint_concurrency: d.endpoint_concurrency,
+            endpoint_queue: d.endpoint_queue,
+            allow_private_targets: d.allow_private_targets,
+            disable_after_ms: d.disable_after_hours as i64 * 3_600_000,
+            poll_interval: Duration::from_millis(d.poll_interval_ms),
+        }
+    }
+}
+
+/// What every engine actor shares.
+pub struct EngineCtx {
+    pub store: Store,
+    pub cfg: EngineConfig,
+    pub registry: Registry,
+    /// Claimed deliveries not yet finished in this process.
+    pub in_flight: AtomicUsize,
+    /// Wakes the scheduler: new work (ingest on this replica) or freed
+    /// capacity.
+    pub wake: Arc<Notify>,
+    /// Set on shutdown: claim nothing more.
+    pub stopping: AtomicBool,
+    /// How often the scheduler was restarted by its supervisor.
+    pub scheduler_restarts: AtomicUsize,
+}
+
+impl EngineCtx {
+    pub fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    /// A claimed delivery was finished (or abandoned to its lease).
+    pub fn release(&self, n: usize) {
+        if n > 0 {
+            let _ = self
+                .in_flight
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                    Some(v.saturating_sub(n))
+                });
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// A running engine; dropping it stops the engine's thread.
+pub struct Engine {
+    arbiter: Arbiter,
+    scheduler: Addr<Scheduler>,
+    ctx: Arc<EngineCtx>,
+}
+
+impl Engine {
+    /// Starts the engine on a thread of its own.
+    pub fn start(store: Store, settings: &Settings, wake: Arc<Notify>) -> Self {
+        let registry = Registry::new(store.clone());
+        let ctx = Arc::new(EngineCtx {
+            store: store.clone(),
+            cfg: EngineConfig::from_settings(settings),
+            registry: registry.clone(),
+            in_flight: AtomicUsize::new(0),
+            wake,
+            stopping: AtomicBool::new(false),
+            scheduler_restarts: AtomicUsize::new(0),
+        });
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        let scheduler = {
+            let ctx = ctx.clone();
+            Supervisor::start_in_arbiter(&handle, move |_| Scheduler::new(ctx))
+        };
+        {
+            let ctx = ctx.clone();
+            Supervisor::start_in_arbiter(&handle, move |_| Janitor::new(ctx));
+        }
+        let first_seed = secrecy::ExposeSecret::expose_secret(&settings.redis.url)
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let channel = store.keys().subscription_changes();
+        Supervisor::start_in_arbiter(&handle, move |_| {
+            RegistryListener::new(registry, first_seed, channel)
+        });
+        Self {
+            arbiter,
+            scheduler,
+            ctx,
+        }
+    }
+
+    pub fn scheduler(&self) -> &Addr<Scheduler> {
+        &self.scheduler
+    }
+
+    pub fn context(&self) -> &Arc<EngineCtx> {
+        &self.ctx
+    }
+
+    /// Stops claiming, hands queued deliveries back to the schedule and
+    /// waits up to `deadline` for in-flight requests to finish. What is still
+    /// in flight after that is redelivered when its lease expires.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.ctx.stopping.store(true, Ordering::SeqCst);
+        let _ = self.scheduler.send(Shutdown).await;
+        let until = tokio::time::Instant::now() + deadline;
+        while self.ctx.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.ctx.in_flight.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(left, "deliveries still in flight at shutdown; their leases will expire and they will be retried");
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.ctx.stopping.store(true, Ordering::SeqCst);
+        self.arbiter.stop();
+    }
+}

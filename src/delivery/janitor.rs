@@ -1,0 +1,71 @@
+//! `Janitor`: every second, returns expired leases to the schedule (a
+//! process died mid-delivery) and refreshes the queue gauges. The archive
+//! trims itself (see the README), so that is all it has to do.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::engine::EngineCtx;
+use crate::metrics as m;
+
+pub struct Janitor {
+    ctx: Arc<EngineCtx>,
+    /// A sweep is under way (sweeps never overlap).
+    busy: bool,
+}
+
+impl Janitor {
+    pub fn new(ctx: Arc<EngineCtx>) -> Self {
+        Self { ctx, busy: false }
+    }
+}
+
+async fn sweep(c: Arc<EngineCtx>) {
+    let now = c.now_ms();
+    let mut returned = 0;
+    for shard in 0..c.store.keys().shards() {
+        match c.store.reclaim(shard, now).await {
+            Ok(n) => returned += n,
+            Err(e) => {
+                tracing::debug!(error = %e, "janitor could not reach redis");
+                return;
+            }
+        }
+    }
+    if returned > 0 {
+        tracing::info!(returned, "expired leases returned to the schedule");
+        c.wake.notify_one();
+    }
+    if let Ok((waiting, leased)) = c.store.queue_depths().await {
+        metrics::gauge!(m::SCHEDULE_DEPTH).set(waiting as f64);
+        metrics::gauge!(m::LEASES_DEPTH).set(leased as f64);
+    }
+    metrics::gauge!(m::IN_FLIGHT).set(c.in_flight.load(Ordering::SeqCst) as f64);
+}
+
+impl Actor for Janitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            if act.busy {
+                return;
+            }
+            act.busy = true;
+            ctx.spawn(
+                sweep(act.ctx.clone())
+                    .into_actor(act)
+                    .map(|_, act, _| act.busy = false),
+            );
+        });
+    }
+}
+
+impl Supervised for Janitor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.busy = false;
+    }
+}

@@ -1,0 +1,158 @@
+//! The subscription registry: an in-memory cache of subscriptions for the
+//! delivery engine, kept fresh through Redis pub/sub.
+//!
+//! Routing (which subscriptions get an event) happens inside the ingest
+//! script from Redis' routing sets, so it is never stale. The cache serves
+//! the deliverers, which need a subscription's URL and secrets for every
+//! notification: a change made on any replica is published on
+//! `<prefix>:subscription-changes` and evicts the entry everywhere. Entries
+//! also expire after a short time, and a lost pub/sub connection clears the
+//! cache, so a missed message cannot keep stale data for long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::domain::subscription::Subscription;
+use crate::store::{Store, StoreError};
+
+/// How long a cached entry is trusted without a pub/sub message.
+const ENTRY_TTL: Duration = Duration::from_secs(30);
+
+struct Entry {
+    sub: Option<Arc<Subscription>>,
+    loaded: Instant,
+}
+
+/// Cheap to clone; shared by every actor of the engine.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    cache: Arc<RwLock<HashMap<Uuid, Entry>>>,
+}
+
+impl Registry {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The subscription `id` of shard `shard` (None when deleted).
+    pub async fn get(
+        &self,
+        shard: u16,
+        id: &Uuid,
+    ) -> Result<Option<Arc<Subscription>>, StoreError> {
+        if let Ok(cache) = self.cache.read() {
+            if let Some(e) = cache.get(id) {
+                if e.loaded.elapsed() < ENTRY_TTL {
+                    return Ok(e.sub.clone());
+                }
+            }
+        }
+        let sub = self
+            .store
+            .subscription_in_shard(shard, id)
+            .await?
+            .map(Arc::new);
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(
+                *id,
+                Entry {
+                    sub: sub.clone(),
+                    loaded: Instant::now(),
+                },
+            );
+        }
+        Ok(sub)
+    }
+
+    pub fn invalidate(&self, id: &Uuid) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.remove(id);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.clear();
+        }
+    }
+}
+
+/// Listens for subscription changes; supervised: a lost connection stops
+/// it, and the restart clears the cache and subscribes again.
+pub struct RegistryListener {
+    /// The cache to evict from.
+    registry: Registry,
+    /// A single Redis node to subscribe on (pub/sub messages reach every
+    /// node of a cluster).
+    redis_url: String,
+    /// Channel name.
+    channel: String,
+}
+
+impl RegistryListener {
+    pub fn new(registry: Registry, redis_url: String, channel: String) -> Self {
+        Self {
+            registry,
+            redis_url,
+            channel,
+        }
+    }
+}
+
+async fn listen(url: String, channel: String, registry: Registry) -> Result<(), redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&channel).await?;
+    // Anything cached before the subscription took effect may be stale.
+    registry.clear();
+    let mut messages = pubsub.on_message();
+    while let Some(msg) = messages.next().await {
+        let payload: String = msg.get_payload()?;
+        if let Some(id) = payload
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| Uuid::parse_str(s).ok())
+        {
+            registry.invalidate(&id);
+        }
+    }
+    Ok(())
+}
+
+impl Actor for RegistryListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let fut = listen(
+            self.redis_url.clone(),
+            self.channel.clone(),
+            self.registry.clone(),
+        );
+        ctx.spawn(
+            async move {
+                if let Err(e) = fut.await {
+                    tracing::warn!(error = %e, "subscription change listener lost its connection");
+                }
+                // Do not spin while Redis is away.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            .into_actor(self)
+            .map(|_, _, ctx| ctx.stop()),
+        );
+    }
+}
+
+impl Supervised for RegistryListener {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.registry.clear();
+    }
+}

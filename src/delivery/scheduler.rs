@@ -1,0 +1,260 @@
+//! `Scheduler`: claims due deliveries from every shard in batches and hands
+//! them to the endpoint deliverers. Ingest on this replica wakes it at once;
+//! otherwise it sleeps until the next due time (at most
+//! `delivery.poll_interval_ms`, so work from other replicas is noticed).
+//! The claim is an atomic script, so replicas never claim one delivery twice.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use futures_util::FutureExt;
+
+use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job};
+use super::engine::EngineCtx;
+use crate::domain::subscription::{Channel, Subscription};
+use crate::store::{Claimed, Outcome, StoreError};
+
+/// How long email deliveries wait while this build has no email notifier.
+const EMAIL_PARK_MS: i64 = 5 * 60_000;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+/// Stop claiming; drain the deliverers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Makes the next claiming round panic, to show supervision at work.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// A claimed delivery and the lookup of its subscription.
+type Found = (Claimed, Result<Option<Arc<Subscription>>, StoreError>);
+
+enum Round {
+    /// Claimed work.
+    Claimed(Vec<Found>),
+    /// Nothing due.
+    Idle,
+    /// This process holds its maximum of unfinished deliveries.
+    Full,
+}
+
+pub struct Scheduler {
+    ctx: Arc<EngineCtx>,
+    /// One deliverer per endpoint URL, made on first use.
+    deliverers: HashMap<String, Addr<EndpointDeliverer>>,
+    /// A round or a sleep is under way (one at a time).
+    busy: bool,
+    panic_next: bool,
+}
+
+impl Scheduler {
+    pub fn new(ctx: Arc<EngineCtx>) -> Self {
+        Self {
+            ctx,
+            deliverers: HashMap::new(),
+            busy: false,
+            panic_next: false,
+        }
+    }
+
+    fn dispatch(&mut self, claimed: Claimed, sub: Result<Option<Arc<Subscription>>, StoreError>) {
+        let now = self.ctx.now_ms();
+        let outcome = match sub {
+            Err(_) => Outcome::Wait {
+                due_ms: now + 1_000,
+            },
+            Ok(None) => Outcome::Drop {
+                error: "the subscription was deleted".into(),
+            },
+            Ok(Some(s)) if !s.enabled => Outcome::Drop {
+                error: format!(
+                    "the subscription is disabled{}",
+                    s.disabled_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            },
+            Ok(Some(s)) => match &s.channel {
+                Channel::Webhook { url } => {
+                    let ctx = self.ctx.clone();
+                    let addr = self
+                        .deliverers
+                        .entry(url.clone())
+                        .or_insert_with(|| {
+                            let url = url.clone();
+                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx))
+                        })
+                        .clone();
+                    addr.do_send(Deliver(Job { claimed, sub: s }));
+                    return;
+                }
+                Channel::Email { .. } => Outcome::Wait {
+                    due_ms: now + EMAIL_PARK_MS,
+                },
+            },
+        };
+        let ctx = self.ctx.clone();
+        actix::spawn(async move {
+            if let Err(e) = ctx
+                .store
+                .finish(&claimed, &outcome, None, ctx.now_ms())
+                .await
+            {
+                tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not record a delivery outcome");
+            }
+            ctx.release(1);
+        });
+    }
+
+    /// Waits for new work: the next due time, a wake-up, or the poll interval.
+    fn sleep(&mut self, ctx: &mut Context<Self>, full: bool) {
+        let c = self.ctx.clone();
+        let fut = async move {
+            let poll = c.cfg.poll_interval;
+            let wait = if full {
+                poll
+            } else {
+                match c.store.next_due_any().await {
+                    Ok(Some(due)) => Duration::from_millis(
+                        (due - c.now_ms()).clamp(0, poll.as_millis() as i64) as u64,
+                    ),
+                    Ok(None) => poll,
+                    Err(_) => poll,
+                }
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = c.wake.notified() => {}
+                }
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+            act.busy = false;
+            ctx.notify(Tick);
+        }));
+    }
+}
+
+async fn claim_round(c: Arc<EngineCtx>, panic: bool) -> Result<Round, StoreError> {
+    if panic {
+        panic!("injected scheduler panic");
+    }
+    let in_flight = c.in_flight.load(Ordering::SeqCst);
+    let capacity = c.cfg.max_in_flight.saturating_sub(in_flight);
+    if capacity == 0 {
+        return Ok(Round::Full);
+    }
+    let shards = c.store.keys().shards() as usize;
+    let per_shard = c.cfg.batch.min(capacity.div_ceil(shards)).max(1);
+    let now = c.now_ms();
+    let claims =
+        (0..shards as u16).map(|shard| c.store.claim(shard, now, c.cfg.lease_ms, per_shard));
+    let mut claimed = Vec::new();
+    let mut first_error = None;
+    for r in join_all(claims).await {
+        match r {
+            Ok(mut v) => claimed.append(&mut v),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    c.in_flight.fetch_add(claimed.len(), Ordering::SeqCst);
+    if claimed.is_empty() {
+        return match first_error {
+            Some(e) => Err(e),
+            None => Ok(Round::Idle),
+        };
+    }
+    let mut out = Vec::with_capacity(claimed.len());
+    for cl in claimed {
+        let sub = c.registry.get(cl.shard, &cl.subscription_id).await;
+        out.push((cl, sub));
+    }
+    Ok(Round::Claimed(out))
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.busy = false;
+        ctx.notify(Tick);
+    }
+}
+
+impl Supervised for Scheduler {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!("scheduler restarting");
+        self.ctx.scheduler_restarts.fetch_add(1, Ordering::SeqCst);
+        self.busy = false;
+        self.panic_next = false;
+    }
+}
+
+impl Handler<Tick> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+        if self.busy || self.ctx.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.busy = true;
+        let round = AssertUnwindSafe(claim_round(
+            self.ctx.clone(),
+            std::mem::take(&mut self.panic_next),
+        ))
+        .catch_unwind();
+        ctx.spawn(round.into_actor(self).map(|result, act, ctx| match result {
+            Err(_) => {
+                tracing::error!("the scheduler panicked; its supervisor restarts it");
+                ctx.stop();
+            }
+            Ok(Ok(Round::Claimed(jobs))) => {
+                for (claimed, sub) in jobs {
+                    act.dispatch(claimed, sub);
+                }
+                act.busy = false;
+                ctx.notify(Tick);
+            }
+            Ok(Ok(Round::Idle)) => act.sleep(ctx, false),
+            Ok(Ok(Round::Full)) => act.sleep(ctx, true),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");
+                act.sleep(ctx, true);
+            }
+        }));
+    }
+}
+
+impl Handler<Shutdown> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {
+        for addr in self.deliverers.values() {
+            addr.do_send(Drain);
+        }
+    }
+}
+
+impl Handler<InjectPanic> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        self.panic_next = true;
+        if !self.busy {
+            ctx.notify(Tick);
+        }
+    }
+}
