@@ -423,10 +423,15 @@ mod tests {
 
     #[test]
     fn every_shipped_environment_loads_and_validates() {
-        for env in ["local", "test", "production", "nonexistent"] {
+        for env in ["local", "production", "nonexistent"] {
             let s = Settings::load_from(&config_dir(), env).unwrap();
             assert_eq!(s.retry_schedule().unwrap().len(), 12, "{env}");
         }
+        let test = Settings::load_from(&config_dir(), "test").unwrap();
+        assert_eq!(
+            test.retry_schedule().unwrap()[0],
+            Duration::from_millis(100)
+        );
     }
 
     #[test]

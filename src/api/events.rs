@@ -112,6 +112,29 @@ impl TryFrom<EventRecord> for EventView {
     }
 }
 
+/// An event with its deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: EventView,
+    pub deliveries: Vec<super::deliveries::DeliveryView>,
+}
+
+/// Body of `POST /v1/events/{id}/replay`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Only this subscription (it must be enabled); all matching enabled
+    /// subscriptions when absent.
+    pub subscription_id: Option<Uuid>,
+}
+
+/// New deliveries made by a replay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    pub deliveries: Vec<Uuid>,
+}
+
 /// A page of events.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventList {
@@ -367,13 +390,13 @@ pub async fn list(
     }))
 }
 
-/// One of the account's events with its stored payload.
+/// One of the account's events with its stored payload and its deliveries.
 #[utoipa::path(
     get, path = "/v1/events/{id}", tag = "events",
     params(("id" = Uuid, Path, description = "Event id")),
     security(("account_key" = [])),
     responses(
-        (status = 200, body = EventView),
+        (status = 200, body = EventDetail),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
     )
 )]
@@ -388,5 +411,73 @@ pub async fn get(
         .get_event(&caller.account.id, &id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;
-    Ok(HttpResponse::Ok().json(EventView::try_from(event)?))
+    let deliveries = st.store.event_deliveries(&caller.account.id, &id).await?;
+    Ok(HttpResponse::Ok().json(EventDetail {
+        event: EventView::try_from(event)?,
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| super::deliveries::DeliveryView::new(d, false))
+            .collect(),
+    }))
+}
+
+/// Deliver an archived event again: to every enabled subscription that
+/// matches its type now, or to one given subscription. The new deliveries
+/// have new ids and are marked as replays.
+#[utoipa::path(
+    post, path = "/v1/events/{id}/replay", tag = "events",
+    params(("id" = Uuid, Path, description = "Event id")),
+    request_body(content = Option<ReplayRequest>),
+    security(("account_key" = [])),
+    responses(
+        (status = 202, body = Replayed),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn replay(
+    caller: Account,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let input: ReplayRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        body::parse(&bytes)?
+    };
+    let account = caller.account.id;
+    let id = parse_id(&id).ok_or(ApiError::NotFound("event"))?;
+    let event = st
+        .store
+        .get_event(&account, &id)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    let targets = match input.subscription_id {
+        Some(sub_id) => {
+            let sub = st
+                .store
+                .get_subscription(&account, &sub_id)
+                .await?
+                .ok_or_else(|| Invalid::new("subscription_id", "no such subscription"))?;
+            if !sub.enabled {
+                return Err(Invalid::new("subscription_id", "the subscription is disabled").into());
+            }
+            vec![sub.id]
+        }
+        None => st.store.routes_for(&account, &event.event_type).await?,
+    };
+    let now = Utc::now().timestamp_millis();
+    let deliveries = st
+        .store
+        .replay(&account, &id, &targets, now)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    if !deliveries.is_empty() {
+        metrics::counter!(crate::metrics::DELIVERIES_CREATED).increment(deliveries.len() as u64);
+        st.wake.notify_one();
+    }
+    Ok(HttpResponse::Accepted().json(Replayed { deliveries }))
 }

@@ -29,3 +29,12 @@ pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     st.store.ping().await?;
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }
+
+/// Prometheus metrics (text format): events ingested, deliveries by
+/// outcome, attempt latency, schedule and lease depth, open circuits.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::handle().render())
+}

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod body;
+pub mod deliveries;
 pub mod error;
 pub mod event_types;
 pub mod events;
@@ -117,6 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/healthz").route(get().to(health::healthz)))
     .service(resource("/readyz").route(get().to(health::readyz)))
     .service(resource("/openapi.json").route(get().to(openapi::document)))
+    .service(resource("/metrics").route(get().to(health::metrics)))
     .service(
         web::scope("/v1")
             .service(resource("/accounts").route(post().to(accounts::create)))
@@ -129,6 +131,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/events/batch").route(post().to(events::ingest_batch)))
             .service(resource("/events/{id}").route(get().to(events::get)))
+            .service(resource("/events/{id}/replay").route(post().to(events::replay)))
+            .service(resource("/deliveries/{id}").route(get().to(deliveries::get)))
+            .service(resource("/deliveries/{id}/retry").route(post().to(deliveries::retry)))
             .service(
                 resource("/subscriptions")
                     .route(post().to(subscriptions::create))
@@ -139,6 +144,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(get().to(subscriptions::get))
                     .route(patch().to(subscriptions::update))
                     .route(delete().to(subscriptions::delete)),
+            )
+            .service(resource("/subscriptions/{id}/deliveries").route(get().to(deliveries::list)))
+            .service(resource("/subscriptions/{id}/recover").route(post().to(deliveries::recover)))
+            .service(resource("/subscriptions/{id}/test").route(post().to(subscriptions::test)))
+            .service(
+                resource("/subscriptions/{id}/secret/rotate")
+                    .route(post().to(subscriptions::rotate_secret)),
             ),
     )
     .default_service(web::to(no_route));

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, error, event_types, events, health, subscriptions};
+use super::{accounts, deliveries, error, event_types, events, health, subscriptions};
 use crate::domain::subscription::Channel;
 
 struct BearerSchemes;
@@ -33,12 +33,14 @@ impl Modify for BearerSchemes {
 #[openapi(
     info(title = "courier", description = "Event notifications by signed webhook and email."),
     paths(
-        health::healthz, health::readyz,
+        health::healthz, health::readyz, health::metrics,
         accounts::create, accounts::rotate_key,
         event_types::list,
-        events::ingest, events::ingest_batch, events::list, events::get,
+        events::ingest, events::ingest_batch, events::list, events::get, events::replay,
         subscriptions::create, subscriptions::list, subscriptions::get,
         subscriptions::update, subscriptions::delete,
+        subscriptions::rotate_secret, subscriptions::test,
+        deliveries::list, deliveries::get, deliveries::retry, deliveries::recover,
     ),
     components(schemas(Channel, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerSchemes),

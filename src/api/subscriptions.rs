@@ -9,6 +9,10 @@ use uuid::Uuid;
 use super::auth::Account;
 use super::error::{ApiError, ErrorBody};
 use super::{body, AppState, PageQuery};
+use crate::delivery::breaker::BreakerState;
+use crate::delivery::notification;
+use crate::delivery::sender::Sender;
+use crate::delivery::signing::{signature_header, SigningKey};
 use crate::domain::api_key::new_signing_secret;
 use crate::domain::event::format_ms;
 use crate::domain::parse_id;
@@ -79,6 +83,47 @@ pub struct SubscriptionView {
     /// The `whsec_` signing secret; only in the answer that created it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The webhook endpoint's health (on `GET /v1/subscriptions/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointView>,
+}
+
+/// What courier knows of a webhook endpoint, shared by every replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    /// The circuit breaker: `closed`, `open` (deliveries wait, no attempts
+    /// spent) or `half_open` (one probe under way).
+    pub circuit: BreakerState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    /// First failure since the last success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+}
+
+/// A rotated signing secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new secret; it signs every notification from now on.
+    pub secret: String,
+    /// Until then the previous secret signs too (a second signature).
+    pub previous_secret_expires_at: String,
+}
+
+/// The result of a test notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    /// True for a 2xx answer.
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The `webhook-id` the test carried.
+    pub webhook_id: Uuid,
 }
 
 impl SubscriptionView {
@@ -94,6 +139,7 @@ impl SubscriptionView {
             created_at: format_ms(s.created_at_ms),
             updated_at: format_ms(s.updated_at_ms),
             secret: if show_secret { s.secret.clone() } else { None },
+            endpoint: None,
         }
     }
 }
@@ -202,7 +248,11 @@ pub async fn list(
     }))
 }
 
-async fn load(st: &AppState, caller: &Account, id: &str) -> Result<Subscription, ApiError> {
+pub(crate) async fn load(
+    st: &AppState,
+    caller: &Account,
+    id: &str,
+) -> Result<Subscription, ApiError> {
     let id = parse_id(id).ok_or(ApiError::NotFound("subscription"))?;
     st.store
         .get_subscription(&caller.account.id, &id)
@@ -226,7 +276,138 @@ pub async fn get(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let sub = load(&st, &caller, &id).await?;
-    Ok(HttpResponse::Ok().json(SubscriptionView::new(&sub, false)))
+    let mut view = SubscriptionView::new(&sub, false);
+    if let Channel::Webhook { url } = &sub.channel {
+        let state = st.store.endpoint_state(url).await?;
+        view.endpoint = Some(EndpointView {
+            circuit: state.breaker,
+            last_success_at: state.last_success_ms.map(format_ms),
+            failing_since: state.failing_since_ms.map(format_ms),
+        });
+    }
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Rotate the signing secret. For `delivery.secret_grace_hours` (24 h by
+/// default) notifications carry two signatures, one per secret, so the
+/// receiver can switch over without dropping any.
+#[utoipa::path(
+    post, path = "/v1/subscriptions/{id}/secret/rotate", tag = "subscriptions",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = RotatedSecret),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "Not a webhook subscription"),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn rotate_secret(
+    caller: Account,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let grace_ms = st.settings.delivery.secret_grace_hours as i64 * 3_600_000;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = load(&st, &caller, &id).await?;
+        if !current.channel.is_webhook() {
+            return Err(ApiError::Unprocessable(
+                "not_a_webhook",
+                "only webhook subscriptions have a signing secret".into(),
+            ));
+        }
+        let now = Utc::now().timestamp_millis();
+        let mut next = current.clone();
+        next.previous_secret = current.secret.clone();
+        next.previous_secret_expires_at_ms = Some(now + grace_ms);
+        next.secret = Some(new_signing_secret());
+        next.version = current.version + 1;
+        next.updated_at_ms = now;
+        match st
+            .store
+            .put_subscription(&next, Some(current.version), 0)
+            .await?
+        {
+            PutOutcome::Ok => {
+                return Ok(HttpResponse::Ok().json(RotatedSecret {
+                    secret: next.secret.unwrap_or_default(),
+                    previous_secret_expires_at: format_ms(now + grace_ms),
+                }))
+            }
+            PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
+            PutOutcome::Conflict => continue,
+            other => return Err(ApiError::Internal(format!("rotating a secret: {other:?}"))),
+        }
+    }
+    Err(ApiError::Conflict(
+        "concurrent_update",
+        "the subscription is being changed concurrently; retry".into(),
+    ))
+}
+
+/// Send a signed test notification (`event_type` `courier.test`) to the
+/// webhook now and report how the endpoint answered. Nothing is recorded.
+#[utoipa::path(
+    post, path = "/v1/subscriptions/{id}/test", tag = "subscriptions",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = TestResult),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "Not a webhook subscription"),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn test(
+    caller: Account,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sub = load(&st, &caller, &id).await?;
+    let Channel::Webhook { url } = &sub.channel else {
+        return Err(ApiError::Unprocessable(
+            "not_a_webhook",
+            "test notifications are for webhook subscriptions".into(),
+        ));
+    };
+    let now = Utc::now().timestamp_millis();
+    let webhook_id = Uuid::now_v7();
+    let body = notification::body(
+        &sub.id,
+        &Uuid::now_v7(),
+        notification::TEST_EVENT_TYPE,
+        now,
+        &webhook_id,
+        r#"{"message":"This is a test notification from courier."}"#,
+    );
+    let keys: Vec<SigningKey> = sub
+        .signing_secrets(now)
+        .into_iter()
+        .filter_map(SigningKey::from_secret)
+        .collect();
+    let headers = vec![
+        ("webhook-id", webhook_id.to_string()),
+        ("webhook-timestamp", (now / 1000).to_string()),
+        (
+            "webhook-signature",
+            signature_header(&keys, &webhook_id.to_string(), now / 1000, body.as_bytes()),
+        ),
+    ];
+    let d = &st.settings.delivery;
+    let sender = Sender::new(
+        std::time::Duration::from_millis(d.timeout_ms),
+        d.allow_private_targets,
+        1,
+    );
+    let r = sender.post(url, &headers, body.into()).await;
+    Ok(HttpResponse::Ok().json(TestResult {
+        success: r.error.is_none() && r.status.is_some_and(|s| (200..300).contains(&s)),
+        status_code: r.status,
+        duration_ms: r.duration_ms,
+        response: r.response,
+        error: r.error,
+        webhook_id,
+    }))
 }
 
 /// Change a subscription. Switching an email subscription to a webhook

@@ -285,3 +285,45 @@ impl Drop for PrivateRedis {
         self.kill();
     }
 }
+
+impl TestApp {
+    /// Creates a webhook subscription to `url`; returns (id, secret).
+    pub async fn subscribe(
+        &self,
+        key: &str,
+        url: &str,
+        types: &[&str],
+        extra: Value,
+    ) -> (String, String) {
+        let mut body = json!({"event_types": types, "channel": {"type": "webhook", "url": url}});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self.post("/v1/subscriptions", Some(key), &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        (
+            r.body["id"].as_str().unwrap().to_owned(),
+            r.body["secret"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Polls `GET path` until `done` holds for the body (at most `limit`).
+    pub async fn poll_until(
+        &self,
+        path: &str,
+        key: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let until = Instant::now() + limit;
+        loop {
+            let r = self.get(path, Some(key)).await;
+            if done(&r.body) || Instant::now() > until {
+                return r.body;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}

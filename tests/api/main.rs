@@ -2,8 +2,10 @@
 //! Redis key prefix, so all of them run in parallel against one Redis.
 
 mod accounts;
+mod delivery;
 mod events;
 mod helpers;
 mod operations;
+mod receiver;
 mod redis_outage;
 mod subscriptions;

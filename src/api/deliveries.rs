@@ -1,0 +1,254 @@
+//! Delivery history and manual re-delivery.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Account;
+use super::error::{ApiError, ErrorBody};
+use super::{body, AppState, PageQuery};
+use crate::domain::event::format_ms;
+use crate::domain::{parse_id, Invalid};
+use crate::store::{Attempt, DeliveryRecord, Requeued};
+
+/// Delivery statuses a filter may name.
+const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
+
+/// A delivery of one event to one subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// Also the `webhook-id` header of every attempt.
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub subscription_id: Uuid,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    /// Made by `POST /v1/events/{id}/replay`.
+    pub replay: bool,
+    /// Why it failed without an attempt (subscription disabled or deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every attempt, oldest first (only on `GET /v1/deliveries/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Attempt>>,
+}
+
+impl DeliveryView {
+    pub fn new(d: DeliveryRecord, with_history: bool) -> Self {
+        Self {
+            id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            subscription_id: d.subscription_id,
+            next_attempt_at: d
+                .next_attempt_at_ms
+                .filter(|_| d.status == "pending")
+                .map(format_ms),
+            status: d.status,
+            attempts: d.attempts,
+            created_at: format_ms(d.created_at_ms),
+            last_attempt_at: d.last_attempt_at_ms.map(format_ms),
+            replay: d.replay,
+            error: d.error,
+            history: with_history.then_some(d.history),
+        }
+    }
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub data: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
+}
+
+/// `?status=` of a delivery listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// `pending`, `succeeded` or `failed`.
+    pub status: Option<String>,
+}
+
+/// Answer of a retry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    /// How many deliveries were queued.
+    pub queued: usize,
+    /// Deliveries left alone because an attempt is under way.
+    pub in_flight: usize,
+}
+
+/// Body of `POST /v1/subscriptions/{id}/recover`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// Re-queue failed deliveries created at or after this time (RFC 3339).
+    pub since: String,
+}
+
+/// A subscription's deliveries, newest first.
+#[utoipa::path(
+    get, path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries",
+    params(("id" = Uuid, Path, description = "Subscription id"), StatusQuery, PageQuery),
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn list(
+    caller: Account,
+    id: web::Path<String>,
+    filter: web::Query<StatusQuery>,
+    page: web::Query<PageQuery>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sub = super::subscriptions::load(&st, &caller, &id).await?;
+    let (limit, cursor) = st.paging(&page)?;
+    if let Some(s) = &filter.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(Invalid::new("status", "must be pending, succeeded or failed").into());
+        }
+    }
+    let page = st
+        .store
+        .list_deliveries(
+            &caller.account.id,
+            &sub.id,
+            filter.status.as_deref(),
+            cursor.as_ref(),
+            limit,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(DeliveryList {
+        data: page
+            .items
+            .into_iter()
+            .map(|d| DeliveryView::new(d, false))
+            .collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// One delivery with every attempt.
+#[utoipa::path(
+    get, path = "/v1/deliveries/{id}", tag = "deliveries",
+    params(("id" = Uuid, Path, description = "Delivery id")),
+    security(("account_key" = [])),
+    responses(
+        (status = 200, body = DeliveryView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn get(
+    caller: Account,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id).ok_or(ApiError::NotFound("delivery"))?;
+    let d = st
+        .store
+        .get_delivery(&caller.account.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
+    Ok(HttpResponse::Ok().json(DeliveryView::new(d, true)))
+}
+
+/// Retry a delivery now, whatever its status (a failed one gets a fresh
+/// attempt; its history is kept).
+#[utoipa::path(
+    post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    params(("id" = Uuid, Path, description = "Delivery id")),
+    security(("account_key" = [])),
+    responses(
+        (status = 202, body = Queued),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "An attempt is under way"),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn retry(
+    caller: Account,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id).ok_or(ApiError::NotFound("delivery"))?;
+    let now = Utc::now().timestamp_millis();
+    match st
+        .store
+        .requeue(&caller.account.id, &[id], now)
+        .await?
+        .first()
+    {
+        Some(Requeued::Queued) => {
+            st.wake.notify_one();
+            Ok(HttpResponse::Accepted().json(Queued {
+                queued: 1,
+                in_flight: 0,
+            }))
+        }
+        Some(Requeued::InFlight) => Err(ApiError::Conflict(
+            "in_flight",
+            "an attempt of this delivery is under way".into(),
+        )),
+        _ => Err(ApiError::NotFound("delivery")),
+    }
+}
+
+/// Re-queue every failed delivery of the subscription created since a time.
+#[utoipa::path(
+    post, path = "/v1/subscriptions/{id}/recover", tag = "deliveries",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    request_body = RecoverRequest,
+    security(("account_key" = [])),
+    responses(
+        (status = 202, body = Queued),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn recover(
+    caller: Account,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let input: RecoverRequest =
+        body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let since = DateTime::parse_from_rfc3339(&input.since)
+        .map_err(|_| Invalid::new("since", "must be an RFC 3339 timestamp"))?
+        .timestamp_millis();
+    let sub = super::subscriptions::load(&st, &caller, &id).await?;
+    let failed = st
+        .store
+        .failed_since(&caller.account.id, &sub.id, since)
+        .await?;
+    let now = Utc::now().timestamp_millis();
+    let mut queued = 0;
+    let mut in_flight = 0;
+    for chunk in failed.chunks(500) {
+        for r in st.store.requeue(&caller.account.id, chunk, now).await? {
+            match r {
+                Requeued::Queued => queued += 1,
+                Requeued::InFlight => in_flight += 1,
+                Requeued::Missing => {}
+            }
+        }
+    }
+    if queued > 0 {
+        st.wake.notify_one();
+    }
+    Ok(HttpResponse::Accepted().json(Queued { queued, in_flight }))
+}
