@@ -143,7 +143,7 @@ pub struct DeliverySettings {
     pub breaker_max_cooldown_ms: u64,
     /// Concurrent requests to one endpoint.
     pub endpoint_concurrency: usize,
-    /// Deliveries queued per endpoint beyond its concurrency.
+    /// Most deliveries queued in memory per endpoint.
     pub endpoint_queue: usize,
     /// Deliveries claimed per shard per scheduling round.
     pub claim_batch: usize,

@@ -27,6 +27,21 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
 }
 
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => std::future::pending().await,
+    }
+}
+
 /// A built, bound, not yet running service.
 pub struct Application {
     port: u16,
@@ -78,6 +93,10 @@ impl Application {
         })
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
+        // Signals are handled in `run_until_stopped`, which stops the
+        // delivery engine gracefully too (actix's own handling would stop
+        // the whole actor system, engine included, mid-delivery).
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Self {
@@ -107,7 +126,17 @@ impl Application {
     /// new is claimed, queued deliveries go back to the schedule, in-flight
     /// ones get `server.shutdown_timeout_secs` to finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            signal = shutdown_signal() => {
+                tracing::info!("{signal} received; shutting down gracefully");
+                // The server future drives the stop, so both run together.
+                let (_, served) = tokio::join!(handle.stop(true), server);
+                served
+            }
+        };
         if let Some(engine) = &self.engine {
             engine.shutdown(self.shutdown_timeout).await;
         }

@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use rand::Rng;
 use uuid::Uuid;
 
+use super::backlog::{self, Latency};
 use super::breaker::{Admission, BreakerState};
 use super::engine::EngineCtx;
 use super::notification::{self, judge, next_step, Verdict};
@@ -58,11 +59,14 @@ pub struct EndpointDeliverer {
     buckets: HashMap<Uuid, TokenBucket>,
     /// A delayed pump is pending (rate limit), so another is not needed.
     pump_pending: bool,
+    /// Recent request durations, to bound the queue by time.
+    latency: Latency,
     draining: bool,
 }
 
 impl EndpointDeliverer {
     pub fn new(url: String, ctx: Arc<EngineCtx>) -> Self {
+        let latency = Latency::new(ctx.cfg.timeout.as_millis() as f64 / 4.0);
         Self {
             url,
             ctx,
@@ -72,6 +76,7 @@ impl EndpointDeliverer {
             breaker: BreakerState::default(),
             buckets: HashMap::new(),
             pump_pending: false,
+            latency,
             draining: false,
         }
     }
@@ -146,6 +151,7 @@ impl EndpointDeliverer {
     /// Judges a response, updates the breaker and records the outcome.
     fn complete(&mut self, job: Job, r: HttpResult) {
         let now = self.ctx.now_ms();
+        self.latency.record(r.duration_ms as f64);
         let retry_after = r
             .retry_after
             .as_deref()
@@ -371,10 +377,21 @@ impl Handler<Deliver> for EndpointDeliverer {
             self.finish(job, Outcome::Wait { due_ms: now }, None);
             return;
         }
-        if self.queue.len() >= self.ctx.cfg.endpoint_queue {
-            // Busy endpoint: hand it back for a moment rather than let the
-            // lease run out in memory.
-            let due_ms = self.ctx.now_ms() + 1_000;
+        let cfg = &self.ctx.cfg;
+        if !backlog::admit(
+            &self.latency,
+            self.queue.len(),
+            cfg.endpoint_concurrency,
+            cfg.queue_budget_ms(),
+            cfg.endpoint_queue,
+        ) {
+            // Busy endpoint: hand it back until the queue should have room,
+            // rather than let its lease run out in memory.
+            let wait = self
+                .latency
+                .wait_ms(self.queue.len(), cfg.endpoint_concurrency)
+                / 2.0;
+            let due_ms = self.ctx.now_ms() + (wait as i64).clamp(100, 60_000);
             self.finish(job, Outcome::Wait { due_ms }, None);
             return;
         }

@@ -32,8 +32,9 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Concurrent requests to one endpoint.
     pub endpoint_concurrency: usize,
-    /// Deliveries an endpoint may hold queued beyond its concurrency;
-    /// more are handed back to the schedule (no attempt spent).
+    /// Most deliveries an endpoint may hold queued; the queue is also
+    /// bounded by time (see `backlog`). More are handed back to the
+    /// schedule, no attempt spent.
     pub endpoint_queue: usize,
     pub allow_private_targets: bool,
     /// An endpoint failing this long without a success is disabled.
@@ -43,6 +44,12 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// How long a delivery may wait in an endpoint's queue before its
+    /// request starts: what the lease leaves after one request and a margin.
+    pub fn queue_budget_ms(&self) -> f64 {
+        (self.lease_ms - self.timeout.as_millis() as i64 - 1_000).max(0) as f64
+    }
+
     pub fn from_settings(s: &Settings) -> Self {
         let d = &s.delivery;
         let timeout = Duration::from_millis(d.timeout_ms);
@@ -54,11 +61,9 @@ impl EngineConfig {
                 max_cooldown_ms: d.breaker_max_cooldown_ms as i64,
             },
             timeout,
-            // Queued work waits for up to `endpoint_queue / concurrency`
-            // requests ahead of it, each bounded by the timeout.
-            lease_ms: (d.timeout_ms
-                * (2 + d.endpoint_queue as u64 / d.endpoint_concurrency.max(1) as u64)
-                + 5_000) as i64,
+            // One request's timeout, twice that for waiting in the
+            // endpoint's queue (see `backlog`), and a margin.
+            lease_ms: (d.timeout_ms * 3 + 2_000) as i64,
             batch: d.claim_batch,
             max_in_flight: d.max_in_flight,
             endpoint_concurrency: d.endpoint_concurrency,

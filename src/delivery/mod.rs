@@ -2,6 +2,7 @@
 //! signing, the notification and how a response is judged) and the actors
 //! that drive it.
 
+pub mod backlog;
 pub mod breaker;
 pub mod deliverer;
 pub mod disable;

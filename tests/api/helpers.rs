@@ -327,3 +327,19 @@ impl TestApp {
         }
     }
 }
+
+/// Deletes every key under `prefix` (for tests that run courier as a
+/// separate process).
+pub fn cleanup_prefix(prefix: &str) {
+    if let Ok(client) = redis::Client::open(redis_url()) {
+        if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}:*"))
+                .query(&mut conn)
+                .unwrap_or_default();
+            for chunk in keys.chunks(500) {
+                let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+            }
+        }
+    }
+}
