@@ -664,3 +664,117 @@ async fn a_panicking_scheduler_is_restarted_and_keeps_delivering() {
         .unwrap();
     assert_eq!(rx.wait_for("/after-restart", 1, WAIT).await.len(), 1);
 }
+
+#[actix_web::test]
+async fn an_endpoint_failing_for_days_is_disabled_with_a_notice() {
+    let rx = Receiver::start().await;
+    rx.default_reply("/dead", Reply::status(500));
+    let app = spawn_app_with(|s| s.delivery.disable_after_hours = 120).await;
+    let (account, key) = app.create_account().await;
+    let url = rx.url("/dead");
+    let (sub, _) = app.subscribe(&key, &url, &["*"], json!({})).await;
+    // The endpoint has been failing for six days (state shared in Redis).
+    let six_days_ago = chrono::Utc::now().timestamp_millis() - 6 * 86_400_000;
+    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}:endpoint:{url}", app.prefix))
+        .arg("failing_since")
+        .arg(six_days_ago)
+        .query(&mut conn)
+        .unwrap();
+    app.ingest(&account, "cus_1").await;
+    app.ingest(&account, "cus_2").await;
+    let s = app
+        .poll_until(&format!("/v1/subscriptions/{sub}"), &key, WAIT, |b| {
+            b["enabled"] == false
+        })
+        .await;
+    assert!(
+        s["disabled_reason"].as_str().unwrap().contains("120 hours"),
+        "{s}"
+    );
+    let failed = app
+        .poll_until(
+            &format!("/v1/subscriptions/{sub}/deliveries?status=failed"),
+            &key,
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| d.len() == 2),
+        )
+        .await;
+    assert_eq!(
+        failed["data"].as_array().unwrap().len(),
+        2,
+        "pending deliveries end as failed"
+    );
+    let notices_key = app
+        .redis_keys()
+        .into_iter()
+        .find(|k| k.contains(":notices:"))
+        .unwrap();
+    let notices: Vec<String> = redis::cmd("LRANGE")
+        .arg(notices_key)
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    let notice: Value = serde_json::from_str(&notices[0]).unwrap();
+    assert_eq!(notice["kind"], "subscription_disabled");
+    assert_eq!(notice["subscription_id"], sub.as_str());
+}
+
+#[actix_web::test]
+async fn a_change_on_another_replica_reaches_the_delivering_one_at_once() {
+    let rx = Receiver::start().await;
+    let delivering = spawn_app().await;
+    let prefix = delivering.prefix.clone();
+    let api_only = spawn_app_with(|s| {
+        s.redis.key_prefix = prefix;
+        s.delivery.enabled = false;
+    })
+    .await;
+    let (account, key) = delivering.create_account().await;
+    let (sub, _) = delivering
+        .subscribe(&key, &rx.url("/old"), &["*"], json!({}))
+        .await;
+    delivering.ingest(&account, "cus_1").await;
+    assert_eq!(rx.wait_for("/old", 1, WAIT).await.len(), 1);
+    // The delivering replica has the subscription cached now; change it
+    // elsewhere. Pub/sub evicts the cached copy long before its 30 s expiry.
+    let r = api_only
+        .patch(
+            &format!("/v1/subscriptions/{sub}"),
+            Some(&key),
+            &json!({"channel": {"type": "webhook", "url": rx.url("/new")}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    delivering.ingest(&account, "cus_2").await;
+    assert_eq!(rx.wait_for("/new", 1, WAIT).await.len(), 1);
+    assert_eq!(rx.received("/old").len(), 1);
+}
+
+#[actix_web::test]
+async fn metrics_count_ingest_and_deliveries() {
+    let rx = Receiver::start().await;
+    let app = spawn_app().await;
+    let (account, key) = app.create_account().await;
+    app.subscribe(&key, &rx.url("/m"), &["*"], json!({})).await;
+    app.ingest(&account, "cus_1").await;
+    rx.wait_for("/m", 1, WAIT).await;
+    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await;
+    let r = app.get("/metrics", None).await;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.raw).unwrap();
+    for name in [
+        "courier_events_ingested_total",
+        "courier_deliveries_created_total",
+        "courier_delivery_attempts_total{result=\"success\"}",
+        "courier_attempt_duration_seconds_bucket",
+        "courier_schedule_depth",
+        "courier_leases_depth",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+}
