@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
@@ -61,6 +61,8 @@ pub struct EndpointDeliverer {
     pump_pending: bool,
     /// Recent request durations, to bound the queue by time.
     latency: Latency,
+    /// When a success was last written to the endpoint's shared state.
+    success_written: Option<Instant>,
     draining: bool,
 }
 
@@ -77,6 +79,7 @@ impl EndpointDeliverer {
             buckets: HashMap::new(),
             pump_pending: false,
             latency,
+            success_written: None,
             draining: false,
         }
     }
@@ -163,6 +166,7 @@ impl EndpointDeliverer {
         };
         let endpoint_ok = matches!(verdict, Verdict::Delivered | Verdict::Gone);
         let was_open = self.breaker.is_open();
+        let before = self.breaker.clone();
         if endpoint_ok {
             self.breaker.on_success();
         } else {
@@ -194,19 +198,24 @@ impl EndpointDeliverer {
                 _ => None,
             },
         };
-        let endpoint = EndpointUpdate {
+        // Successes on a healthy endpoint are written at most once a second;
+        // failures and breaker changes always (other replicas and the
+        // days-of-failure rule depend on them).
+        let recently_written = self
+            .success_written
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        let write =
+            !endpoint_ok || before != self.breaker || verdict == Verdict::Gone || !recently_written;
+        if endpoint_ok && write {
+            self.success_written = Some(Instant::now());
+        }
+        let endpoint = write.then(|| EndpointUpdate {
             url: self.url.clone(),
             breaker: self.breaker.clone(),
             success: endpoint_ok,
             gone: verdict == Verdict::Gone,
-        };
-        finish_in_background(
-            self.ctx.clone(),
-            job,
-            outcome,
-            Some(attempt),
-            Some(endpoint),
-        );
+        });
+        finish_in_background(self.ctx.clone(), job, outcome, Some(attempt), endpoint);
     }
 }
 

@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use super::{Cursor, Page, Store, StoreError};
 
+/// How many index entries a status-filtered page may read per result.
+const SCAN_FACTOR: usize = 20;
+
 /// A delivery handed to this process by [`Store::claim`].
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -89,18 +92,22 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
-    fn from_hash(mut h: HashMap<String, String>) -> Option<Self> {
+    fn from_hash(id: Uuid, mut h: HashMap<String, String>) -> Option<Self> {
         let mut take = |k: &str| h.remove(k);
+        let created_at_ms: i64 = take("created_at")?.parse().ok()?;
         Some(Self {
-            id: Uuid::parse_str(&take("id")?).ok()?,
+            id,
             event_id: Uuid::parse_str(&take("event_id")?).ok()?,
             subscription_id: Uuid::parse_str(&take("sub_id")?).ok()?,
             account_id: Uuid::parse_str(&take("account_id")?).ok()?,
             event_type: take("event_type")?,
             status: take("status")?,
-            attempts: take("attempts")?.parse().ok()?,
-            created_at_ms: take("created_at")?.parse().ok()?,
-            next_attempt_at_ms: take("next_attempt_at").and_then(|v| v.parse().ok()),
+            attempts: take("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
+            created_at_ms,
+            // Absent until the first reschedule: due when created.
+            next_attempt_at_ms: take("next_attempt_at")
+                .and_then(|v| v.parse().ok())
+                .or(Some(created_at_ms)),
             last_attempt_at_ms: take("last_attempt_at").and_then(|v| v.parse().ok()),
             replay: take("replay").as_deref() == Some("1"),
             error: take("error"),
@@ -254,7 +261,8 @@ impl Store {
         let (h, history): (HashMap<String, String>, Vec<String>) = self
             .run(async move { pipe.query_async(&mut conn).await })
             .await?;
-        let Some(mut d) = DeliveryRecord::from_hash(h).filter(|d| d.account_id == *account) else {
+        let Some(mut d) = DeliveryRecord::from_hash(*id, h).filter(|d| d.account_id == *account)
+        else {
             return Ok(None);
         };
         d.history = history
@@ -272,25 +280,28 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        let ids: Vec<Uuid> = ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect();
         let mut pipe = redis::pipe();
-        for id in ids {
-            if let Ok(id) = Uuid::parse_str(id) {
-                pipe.hgetall(self.keys.delivery(account, &id));
-            }
+        for id in &ids {
+            pipe.hgetall(self.keys.delivery(account, id));
         }
         let mut conn = self.conn();
         let rows: Vec<HashMap<String, String>> = self
             .run(async move { pipe.query_async(&mut conn).await })
             .await?;
-        Ok(rows
+        Ok(ids
             .into_iter()
-            .filter_map(DeliveryRecord::from_hash)
+            .zip(rows)
+            .filter_map(|(id, h)| DeliveryRecord::from_hash(id, h))
             .filter(|d| d.account_id == *account)
             .collect())
     }
 
     /// A page of a subscription's deliveries, newest first, optionally of
-    /// one status.
+    /// one status. Failed deliveries have an index of their own; the other
+    /// statuses are found by reading the subscription's index, at most
+    /// `SCAN_FACTOR` × `limit` entries per page (a page may then come back
+    /// short, with a cursor to continue).
     pub async fn list_deliveries(
         &self,
         account: &Uuid,
@@ -299,15 +310,47 @@ impl Store {
         cursor: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
-        let index = self
-            .keys
-            .subscription_deliveries(account, subscription, status);
-        let ids = self.page_ids(index, None, None, cursor, limit).await?;
-        let wanted: Vec<String> = ids.items.iter().map(|(id, _)| id.clone()).collect();
-        Ok(Page {
-            items: self.load_deliveries(account, &wanted).await?,
-            next: ids.next,
-        })
+        let (index, filter) = match status {
+            Some("failed") => (self.keys.failed_deliveries(account, subscription), None),
+            None => (
+                self.keys.subscription_deliveries(account, subscription),
+                None,
+            ),
+            Some(other) => (
+                self.keys.subscription_deliveries(account, subscription),
+                Some(other),
+            ),
+        };
+        let Some(wanted_status) = filter else {
+            let ids = self.page_ids(index, None, None, cursor, limit).await?;
+            let wanted: Vec<String> = ids.items.iter().map(|(id, _)| id.clone()).collect();
+            return Ok(Page {
+                items: self.load_deliveries(account, &wanted).await?,
+                next: ids.next,
+            });
+        };
+        let mut items = Vec::new();
+        let mut cursor = cursor.cloned();
+        let mut scanned = 0;
+        loop {
+            let chunk = self
+                .page_ids(index.clone(), None, None, cursor.as_ref(), limit)
+                .await?;
+            scanned += chunk.items.len();
+            let ids: Vec<String> = chunk.items.iter().map(|(id, _)| id.clone()).collect();
+            for d in self.load_deliveries(account, &ids).await? {
+                if d.status == wanted_status && items.len() < limit {
+                    items.push(d);
+                }
+            }
+            cursor = chunk.next;
+            if items.len() >= limit || cursor.is_none() || scanned >= limit * SCAN_FACTOR {
+                return Ok(Page {
+                    items,
+                    next: cursor,
+                });
+            }
+        }
     }
 
     /// Every delivery of one event.
@@ -316,11 +359,16 @@ impl Store {
         account: &Uuid,
         event: &Uuid,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let key = self.keys.event_deliveries(account, event);
+        let key = self.keys.event(account, event);
         let mut conn = self.conn();
-        let ids: Vec<String> = self
-            .run(async move { conn.zrange(key, 0, -1).await })
+        let ids: Option<String> = self
+            .run(async move { conn.hget(key, "deliveries").await })
             .await?;
+        let ids: Vec<String> = ids
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
         self.load_deliveries(account, &ids).await
     }
 
@@ -331,9 +379,7 @@ impl Store {
         subscription: &Uuid,
         since_ms: i64,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let key = self
-            .keys
-            .subscription_deliveries(account, subscription, Some("failed"));
+        let key = self.keys.failed_deliveries(account, subscription);
         let mut conn = self.conn();
         let ids: Vec<String> = self
             .run(async move { conn.zrangebyscore(key, since_ms, "+inf").await })
@@ -341,20 +387,27 @@ impl Store {
         Ok(ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect())
     }
 
-    /// Ids of a subscription's pending deliveries.
+    /// Ids of a subscription's pending deliveries (reads all of its
+    /// deliveries; used when a subscription is disabled).
     pub async fn pending_of(
         &self,
         account: &Uuid,
         subscription: &Uuid,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let key = self
-            .keys
-            .subscription_deliveries(account, subscription, Some("pending"));
+        let key = self.keys.subscription_deliveries(account, subscription);
         let mut conn = self.conn();
         let ids: Vec<String> = self
             .run(async move { conn.zrange(key, 0, -1).await })
             .await?;
-        Ok(ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect())
+        let mut pending = Vec::new();
+        for chunk in ids.chunks(1_000) {
+            for d in self.load_deliveries(account, chunk).await? {
+                if d.status == "pending" {
+                    pending.push(d.id);
+                }
+            }
+        }
+        Ok(pending)
     }
 
     /// Makes deliveries of `account` due now.

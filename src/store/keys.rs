@@ -14,7 +14,7 @@
 //! | `<p>:meta` | hash | `shards`: the shard count data was written with |
 //! | `<p>:{sN}:accounts` | zset | account ids of the shard, score = creation ms |
 //! | `<p>:{sN}:account:<account>` | hash | name, contact_email, key_hash, created_at, key_rotated_at |
-//! | `<p>:{sN}:event:<event>` | hash | id, account_id, type, occurred_at, received_at, payload; expires after retention |
+//! | `<p>:{sN}:event:<event>` | hash | id, account_id, type, occurred_at, received_at, payload, deliveries (space-separated ids); expires after retention |
 //! | `<p>:{sN}:events:<account>` | zset | the account's event ids, score = occurred_at ms |
 //! | `<p>:{sN}:events:<account>:<type>` | zset | the same, one type |
 //! | `<p>:{sN}:idem:<account>:<key>` | string | `<event id> <fingerprint>`; expires after the idempotency TTL |
@@ -26,8 +26,7 @@
 //! | `<p>:{sN}:dlv:<delivery>` | hash | event_id, sub_id, account_id, event_type, status, attempts, claim, created_at, next_attempt_at, last_attempt_at, replay, error |
 //! | `<p>:{sN}:dlv:<delivery>:attempts` | list | one JSON object per attempt |
 //! | `<p>:{sN}:sub-dlv:<subscription>` | zset | the subscription's deliveries, score = creation ms |
-//! | `<p>:{sN}:sub-dlv:<subscription>:<status>` | zset | the same, one status (pending, succeeded, failed) |
-//! | `<p>:{sN}:event-dlv:<event>` | zset | the event's deliveries |
+//! | `<p>:{sN}:sub-dlv:<subscription>:failed` | zset | the same, failed ones only |
 //! | `<p>:{sN}:notices:<account>` | list | operational notices (endpoint disabled, …), JSON, newest first |
 //! | `<p>:endpoint:<url>` | hash | breaker (JSON), last_success, failing_since |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
@@ -138,21 +137,14 @@ impl Keys {
         format!("{}dlv:{delivery}", self.base(account))
     }
 
-    /// A subscription's deliveries, or those of one status.
-    pub fn subscription_deliveries(
-        &self,
-        account: &Uuid,
-        subscription: &Uuid,
-        status: Option<&str>,
-    ) -> String {
-        match status {
-            None => format!("{}sub-dlv:{subscription}", self.base(account)),
-            Some(s) => format!("{}sub-dlv:{subscription}:{s}", self.base(account)),
-        }
+    /// A subscription's deliveries.
+    pub fn subscription_deliveries(&self, account: &Uuid, subscription: &Uuid) -> String {
+        format!("{}sub-dlv:{subscription}", self.base(account))
     }
 
-    pub fn event_deliveries(&self, account: &Uuid, event: &Uuid) -> String {
-        format!("{}event-dlv:{event}", self.base(account))
+    /// A subscription's failed deliveries.
+    pub fn failed_deliveries(&self, account: &Uuid, subscription: &Uuid) -> String {
+        format!("{}sub-dlv:{subscription}:failed", self.base(account))
     }
 
     pub fn notices(&self, account: &Uuid) -> String {
@@ -221,9 +213,8 @@ mod tests {
             keys.accounts(keys.shard_of(&a)),
             keys.leases(keys.shard_of(&a)),
             keys.delivery(&a, &e),
-            keys.subscription_deliveries(&a, &e, None),
-            keys.subscription_deliveries(&a, &e, Some("failed")),
-            keys.event_deliveries(&a, &e),
+            keys.subscription_deliveries(&a, &e),
+            keys.failed_deliveries(&a, &e),
             keys.notices(&a),
         ] {
             assert_eq!(hash_tag(&key), Some(tag.as_str()), "{key}");

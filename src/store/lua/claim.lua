@@ -25,7 +25,7 @@ for _, did in ipairs(due) do
       out[n + 2] = tostring(token)
       out[n + 3] = d[1]
       out[n + 4] = d[2]
-      out[n + 5] = d[3]
+      out[n + 5] = d[3] or '0'
       out[n + 6] = e[1]
       out[n + 7] = e[2]
       out[n + 8] = e[3]

@@ -1,13 +1,17 @@
 -- Shared by every script that records events or creates deliveries.
 
--- Adds `member` to a time index that lives as long as the data it indexes
--- (until `expires`, ms; nil leaves the index's expiry as it is).
+-- How much longer than its newest entry an index may live: extending the
+-- expiry by this much at once spares the PEXPIREAT on most writes.
+local INDEX_SLACK_MS = 86400000
+
+-- Adds `member` to a time index that lives at least as long as the data it
+-- indexes (until `expires`, ms; nil leaves the index's expiry as it is).
 local function add_to_index(key, score, member, expires, now)
   redis.call('ZADD', key, score, member)
   if expires then
     local ttl = redis.call('PTTL', key)
     if ttl < 0 or ttl < expires - now then
-      redis.call('PEXPIREAT', key, expires)
+      redis.call('PEXPIREAT', key, expires + INDEX_SLACK_MS)
     end
   end
 end
@@ -32,11 +36,17 @@ local function reclaim_expired(schedule, leases, now)
   return #expired
 end
 
--- Moves a delivery between the per-status indexes of its subscription.
-local function move_status(base, did, sid, created, from, to, now, expires)
-  local idx = base .. 'sub-dlv:' .. sid .. ':'
-  redis.call('ZREM', idx .. from, did)
-  add_to_index(idx .. to, created, did, expires, now)
+-- Keeps a subscription's index of failed deliveries (the only status with
+-- an index of its own: failures are few and `recover` needs them) in step
+-- with a status change.
+local function track_failed(base, did, sid, created, from, to, now, expires)
+  local idx = base .. 'sub-dlv:' .. sid .. ':failed'
+  if from == 'failed' then
+    redis.call('ZREM', idx, did)
+  end
+  if to == 'failed' then
+    add_to_index(idx, created, did, expires, now)
+  end
 end
 
 -- A delivery id derived from the event and the subscription (a UUIDv8 from
@@ -52,16 +62,26 @@ end
 -- schedule and in the subscription's and the event's delivery indexes.
 local function create_delivery(base, did, eid, sid, acct, etype, now, expires, replay)
   local dkey = base .. 'dlv:' .. did
-  redis.call('HSET', dkey, 'id', did, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
-    'event_type', etype, 'status', 'pending', 'attempts', 0, 'claim', 0, 'created_at', now,
-    'next_attempt_at', now, 'replay', replay)
+  -- Only what cannot be derived: attempts and claim start absent (0), the
+  -- first attempt is due at created_at.
+  redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
+    'event_type', etype, 'status', 'pending', 'created_at', now)
+  if replay == '1' then
+    redis.call('HSET', dkey, 'replay', '1')
+  end
   if expires then
     redis.call('PEXPIREAT', dkey, expires)
   end
   redis.call('ZADD', base .. 'schedule', now, did)
   add_to_index(base .. 'sub-dlv:' .. sid, now, did, expires, now)
-  add_to_index(base .. 'sub-dlv:' .. sid .. ':pending', now, did, expires, now)
-  add_to_index(base .. 'event-dlv:' .. eid, now, did, expires, now)
+  -- The event's deliveries: a field of the event itself, no key of its own.
+  local ekey = base .. 'event:' .. eid
+  local prev = redis.call('HGET', ekey, 'deliveries')
+  if prev then
+    redis.call('HSET', ekey, 'deliveries', prev .. ' ' .. did)
+  else
+    redis.call('HSET', ekey, 'deliveries', did)
+  end
 end
 
 -- Stores one event in the shard whose key names start with `base` and fans

@@ -47,7 +47,7 @@ else
   end
 end
 if status ~= cur[2] then
-  move_status(base, did, cur[3], cur[4], cur[2], status, now, expiry_of(dkey, now))
+  track_failed(base, did, cur[3], cur[4], cur[2], status, now, expiry_of(dkey, now))
   redis.call('HSET', dkey, 'status', status)
 end
 return 'ok'

@@ -19,7 +19,7 @@ for i = 3, #ARGV do
     redis.call('HSET', dkey, 'next_attempt_at', now, 'status', 'pending')
     redis.call('HDEL', dkey, 'error')
     if cur[1] ~= 'pending' then
-      move_status(base, did, cur[2], cur[3], cur[1], 'pending', now, expiry_of(dkey, now))
+      track_failed(base, did, cur[2], cur[3], cur[1], 'pending', now, nil)
     end
     out[#out + 1] = 'queued'
   end
