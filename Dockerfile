@@ -1,26 +1,40 @@
-# courier: multi-stage build, non-root runtime, health check on /healthz.
+# courier: multi-stage build; the runtime image holds only the binary, its
+# config files, CA certificates and curl (for the health check), and runs as
+# the non-root user courier (uid 10001) with COURIER_ENV=production
+# (listens on 0.0.0.0:8080; set COURIER__REDIS__URL and
+# COURIER__AUTH__ADMIN_KEYS in the environment).
+#
+#   docker build -t courier .
+#   docker run -p 8080:8080 -e COURIER__REDIS__URL=redis://redis:6379 \
+#     -e COURIER__AUTH__ADMIN_KEYS=... courier
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so they stay cached while only the code changes.
+
+# Dependencies first: built against placeholder sources, this layer stays
+# cached until Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/api \
+RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
- && echo '' > src/lib.rs \
- && echo '' > tests/api/main.rs \
+ && : > src/lib.rs \
  && cargo build --release --locked --bin courier \
- && rm -rf src tests
+ && rm -rf src
+
+# The real sources. COPY keeps the files' original mtimes, which can be older
+# than the placeholder build; touching makes cargo rebuild the crate itself.
 COPY src ./src
-COPY tests ./tests
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin courier
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin courier
 
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin courier
-WORKDIR /app
+ && groupadd --gid 10001 courier \
+ && useradd --uid 10001 --gid courier --no-create-home --home-dir /app \
+      --shell /usr/sbin/nologin courier
 COPY --from=build /src/target/release/courier /usr/local/bin/courier
+WORKDIR /app
 COPY config ./config
 ENV COURIER_ENV=production
 EXPOSE 8080

@@ -1,83 +1,175 @@
-# Shared helpers of scripts/dev and scripts/test. Source it; it defines
-# functions only.
+# shellcheck shell=bash
+# Shared helpers of scripts/dev and scripts/test. Source it
+# (`. scripts/lib.sh`); it only defines functions.
+#
+#   ensure_redis_server        redis-server + redis-cli, installed if missing
+#   ensure_smtp_catcher        aiosmtpd for Debian's /usr/bin/python3
+#   free_port                  prints a TCP port the kernel says is free
+#   start_redis DIR PORT [ARG...]   a redis-server of our own, data/log in DIR
+#   stop_redis DIR             stops the redis-server start_redis left in DIR
+#   start_smtp_catcher MAILDIR PORT LOG   aiosmtpd writing a maildir; sets SMTP_PID
+#   stop_smtp_catcher          stops it again
 
-# Runs apt-get install for the given Debian packages when we are root;
-# otherwise says what to install and fails.
+# Debian's python: aiosmtpd comes from the Debian package python3-aiosmtpd,
+# which a pyenv (or other) python3 first on PATH does not see.
+COURIER_SYS_PYTHON=/usr/bin/python3
+
+say() { echo "courier: $*" >&2; }
+
+# apt_install PACKAGE...: installs Debian packages when we are root (running
+# `apt-get update` once first); otherwise prints what to install and fails.
+_courier_apt_updated=""
 apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "courier: installing $* (apt-get)" >&2
-    if ! apt-get install -y -qq "$@" >/dev/null 2>&1; then
-      apt-get update -qq >/dev/null 2>&1 || true
-      apt-get install -y -qq "$@" >/dev/null
-    fi
-  else
-    echo "courier: please install the Debian package(s): $* (sudo apt-get install $*)" >&2
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "missing Debian package(s): $*"
+    say "install with: sudo apt-get install -y $*"
     return 1
   fi
-}
-
-# Makes sure redis-server and redis-cli exist.
-ensure_redis_server() {
-  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    apt_install redis-server || exit 1
-  fi
-}
-
-# Makes sure the SMTP test server (aiosmtpd, for Debian's python3) exists.
-ensure_smtp_server() {
-  if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
-    apt_install python3-aiosmtpd || exit 1
-  fi
-}
-
-# Prints a TCP port nothing listens on right now.
-free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Waits until something answers `redis-cli -p PORT ping` (10 s at most).
-wait_for_redis() {
-  local port=$1
-  for _ in $(seq 1 100); do
-    if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
-      return 0
+  local out
+  out=$(mktemp)
+  say "installing $* (apt-get)..."
+  if [ -z "$_courier_apt_updated" ]; then
+    if ! apt-get update >"$out" 2>&1; then
+      cat "$out" >&2; rm -f "$out"; say "apt-get update failed"; return 1
     fi
-    sleep 0.1
-  done
-  echo "courier: redis-server on port $port did not start" >&2
-  return 1
+    _courier_apt_updated=1
+  fi
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >"$out" 2>&1; then
+    cat "$out" >&2; rm -f "$out"; say "apt-get install $* failed"; return 1
+  fi
+  rm -f "$out"
 }
 
-# start_redis DIR PORT [extra redis-server arguments...]: a redis-server of
-# our own, data and log in DIR.
+# Makes sure redis-server and redis-cli are on PATH; exits 1 if they cannot be.
+ensure_redis_server() {
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    return 0
+  fi
+  apt_install redis-server || exit 1
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    say "redis-server/redis-cli still not on PATH after installing redis-server"
+    exit 1
+  fi
+}
+
+# Makes sure `/usr/bin/python3 -m aiosmtpd` works; exits 1 if it cannot.
+ensure_smtp_catcher() {
+  if [ -x "$COURIER_SYS_PYTHON" ] && "$COURIER_SYS_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    return 0
+  fi
+  apt_install python3-aiosmtpd || exit 1
+  if ! "$COURIER_SYS_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    say "$COURIER_SYS_PYTHON still cannot import aiosmtpd after installing python3-aiosmtpd"
+    exit 1
+  fi
+}
+
+# Prints a TCP port on 127.0.0.1 that is free right now (the kernel picks it).
+free_port() {
+  local py=$COURIER_SYS_PYTHON
+  [ -x "$py" ] || py=python3
+  "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_redis DIR PORT [ARG...]: starts a daemonized redis-server on
+# 127.0.0.1:PORT with data, pid file and log in DIR (created), without
+# persistence unless ARGs say otherwise (later arguments win, e.g.
+# `--appendonly yes`). Waits (10 s at most) until it answers PING and checks
+# that the server answering is this one, not another one on the same port.
 start_redis() {
   local dir=$1 port=$2
   shift 2
   mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@" >/dev/null
-  wait_for_redis "$port"
-}
-
-# stop_redis DIR PORT: stops the redis-server started by start_redis.
-stop_redis() {
-  local dir=$1 port=$2
-  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
-  if [ -f "$dir/redis.pid" ]; then
-    kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
-    rm -f "$dir/redis.pid"
+  dir=$(cd "$dir" && pwd -P)
+  if ! redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+      --save "" --appendonly no --daemonize yes \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@"; then
+    say "redis-server refused to start on port $port (log: $dir/redis.log)"
+    return 1
   fi
+  local _
+  for _ in $(seq 1 100); do
+    if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+      if [ "$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p)" = "$dir" ]; then
+        return 0
+      fi
+      say "port $port is answered by another Redis, not the one started in $dir"
+      break
+    fi
+    sleep 0.1
+  done
+  say "redis-server on port $port did not come up; end of $dir/redis.log:"
+  tail -n 15 "$dir/redis.log" >&2 2>/dev/null || true
+  stop_redis "$dir"
+  return 1
 }
 
-# Waits until something accepts TCP connections on 127.0.0.1:PORT.
-wait_for_port() {
-  local port=$1
+# stop_redis DIR: stops the redis-server whose pid file start_redis left in
+# DIR (SIGTERM, so an append-only file is flushed; SIGKILL after 10 s).
+# Does nothing when there is none.
+stop_redis() {
+  local dir=$1 pid _
+  [ -f "$dir/redis.pid" ] || return 0
+  pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+  # Only a live redis-server: never a process that reused a stale pid.
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = redis-server ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "redis-server $pid ignored SIGTERM; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$dir/redis.pid"
+}
+
+# start_smtp_catcher MAILDIR PORT LOG: runs aiosmtpd on 127.0.0.1:PORT in
+# the background, storing every message it receives in the maildir MAILDIR
+# (new mail in MAILDIR/new/), its output in LOG. Sets SMTP_PID. Waits (10 s
+# at most) until it accepts connections; fails loudly if it does not.
+SMTP_PID=""
+start_smtp_catcher() {
+  local maildir=$1 port=$2 log=$3 _
+  # Something already on the port would answer in aiosmtpd's place.
+  if "$COURIER_SYS_PYTHON" -c 'import socket, sys; s = socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$port" 2>/dev/null; then
+    say "cannot start the SMTP catcher: port $port is already in use"
+    return 1
+  fi
+  mkdir -p "$(dirname "$maildir")" "$(dirname "$log")"
+  "$COURIER_SYS_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" \
+    -c aiosmtpd.handlers.Mailbox "$maildir" >"$log" 2>&1 &
+  SMTP_PID=$!
   for _ in $(seq 1 100); do
-    if /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1', $port)))" 2>/dev/null; then
+    kill -0 "$SMTP_PID" 2>/dev/null || break
+    if _smtp_answers "$port" && kill -0 "$SMTP_PID" 2>/dev/null; then
       return 0
     fi
     sleep 0.1
   done
-  echo "courier: nothing listens on port $port" >&2
+  say "the SMTP catcher (aiosmtpd) did not come up on port $port; its output:"
+  cat "$log" >&2 2>/dev/null || true
+  stop_smtp_catcher
   return 1
+}
+
+# True when an SMTP server on 127.0.0.1:PORT sends its 220 greeting.
+_smtp_answers() {
+  "$COURIER_SYS_PYTHON" -c '
+import smtplib, sys
+try:
+    s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=1)
+    s.quit()
+except Exception:
+    sys.exit(1)' "$1" 2>/dev/null
+}
+
+stop_smtp_catcher() {
+  if [ -n "$SMTP_PID" ]; then
+    kill -TERM "$SMTP_PID" 2>/dev/null || true
+    wait "$SMTP_PID" 2>/dev/null || true
+    SMTP_PID=""
+  fi
 }

@@ -143,6 +143,8 @@ pub struct DeliverySettings {
     pub breaker_max_cooldown_ms: u64,
     /// Concurrent requests to one endpoint.
     pub endpoint_concurrency: usize,
+    /// Open webhook connections per process, all endpoints together.
+    pub max_connections: usize,
     /// Most deliveries queued in memory per endpoint.
     pub endpoint_queue: usize,
     /// Deliveries claimed per shard per scheduling round.

@@ -81,6 +81,89 @@ struct Args {
     /// Receiver worker threads.
     #[arg(long, default_value_t = 1)]
     receiver_workers: usize,
+    /// Before ingest, put this many failed-once deliveries in the schedule,
+    /// due tomorrow (a retry backlog), and report Redis memory per entry.
+    #[arg(long, default_value_t = 0)]
+    prefill_waiting: u64,
+    /// Shards of the started courier (must match `redis.shards`).
+    #[arg(long, default_value_t = 16)]
+    shards: u16,
+}
+
+/// Writes `n` waiting retries shaped exactly like courier's own (delivery
+/// hash after one failed attempt with its attempt record and expiry, the
+/// schedule entry, the subscription's index entry), spread over the shards.
+const PREFILL: &str = r#"
+local base, n0, n, now, due, expires = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local sid, acct, eid = ARGV[7], ARGV[8], ARGV[9]
+local attempt = '{"at":"2026-11-29T07:00:00.000Z","duration_ms":15000,"error":"timeout: no response within 15000 ms","next_attempt_at":"2026-11-30T07:00:00.000Z"}'
+for i = n0, n0 + n - 1 do
+  local did = string.format('%08x-0000-8000-8000-%012x', tonumber(ARGV[10]), i)
+  local dkey = base .. 'dlv:' .. did
+  redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct, 'event_type', 'customer.created',
+    'status', 'pending', 'created_at', now, 'attempts', 1, 'claim', 1, 'next_attempt_at', due, 'last_attempt_at', now)
+  redis.call('PEXPIREAT', dkey, expires)
+  redis.call('RPUSH', dkey .. ':attempts', attempt)
+  redis.call('PEXPIREAT', dkey .. ':attempts', expires)
+  redis.call('ZADD', KEYS[1], due, did)
+  redis.call('ZADD', base .. 'sub-dlv:' .. sid, now, did)
+end
+return n
+"#;
+
+fn used_memory(conn: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(conn)
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Fills the schedule; returns bytes of Redis memory per waiting retry.
+fn prefill(url: &str, prefix: &str, shards: u16, n: u64) -> f64 {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client.get_connection().expect("redis reachable");
+    let script = redis::Script::new(PREFILL);
+    let before = used_memory(&mut conn);
+    let now = chrono::Utc::now().timestamp_millis();
+    let (sid, acct, eid) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    let chunk = 20_000u64;
+    let mut done = 0u64;
+    let started = Instant::now();
+    while done < n {
+        let shard = (done / chunk) % u64::from(shards);
+        let base = format!("{prefix}:{{s{shard}}}:");
+        let count = chunk.min(n - done);
+        let _: u64 = script
+            .key(format!("{base}schedule"))
+            .arg(&base)
+            .arg(done)
+            .arg(count)
+            .arg(now)
+            .arg(now + 86_400_000)
+            .arg(now + 30 * 86_400_000)
+            .arg(sid.to_string())
+            .arg(acct.to_string())
+            .arg(eid.to_string())
+            .arg(shard)
+            .invoke(&mut conn)
+            .expect("prefill script");
+        done += count;
+    }
+    let per_entry = (used_memory(&mut conn) - before) as f64 / n as f64;
+    println!(
+        "prefill    {n} waiting retries in {:.1} s; Redis used_memory +{:.0} MB = {per_entry:.0} bytes per waiting retry",
+        started.elapsed().as_secs_f64(),
+        (used_memory(&mut conn) - before) as f64 / 1_048_576.0
+    );
+    per_entry
 }
 
 /// What the receiver saw.
@@ -280,7 +363,8 @@ fn ingest_thread(
                         break;
                     }
                     let n = args.batch as u64;
-                    if budget.fetch_sub(n, Ordering::SeqCst) < n {
+                    let took = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(n));
+                    if took.is_err() {
                         break;
                     }
                     if args.rate > 0 {
@@ -397,6 +481,8 @@ fn main() {
         (courier, accounts)
     });
     let pid = courier.child.as_ref().map(Child::id);
+    let per_waiting = (args.prefill_waiting > 0)
+        .then(|| prefill(&args.redis_url, &prefix, args.shards, args.prefill_waiting));
     let payload = {
         let pad = args.payload_bytes.saturating_sub(40);
         Arc::new(format!(
@@ -407,7 +493,7 @@ fn main() {
     let accounts = Arc::new(accounts);
     let budget = Arc::new(AtomicU64::new(args.count.unwrap_or(u64::MAX / 2)));
     let duration = if args.count.is_some() {
-        Duration::from_secs(3_600)
+        Duration::from_secs(600)
     } else {
         Duration::from_secs(args.duration)
     };
@@ -498,6 +584,7 @@ fn main() {
         },
         "latency_ms": {"p50": percentile(&lat, 0.5), "p90": percentile(&lat, 0.9), "p99": percentile(&lat, 0.99), "max": percentile(&lat, 1.0), "samples": lat.len()},
         "courier_max_rss_mb": *max_rss.lock().unwrap(),
+        "prefill": {"waiting": args.prefill_waiting, "bytes_per_waiting": per_waiting},
     });
     println!(
         "ingest     {accepted} accepted, {rejected} rejected in {ingest_secs:.1} s = {:.0} events/s",

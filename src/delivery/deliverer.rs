@@ -1,8 +1,9 @@
 //! `EndpointDeliverer`: one actor per endpoint (webhook URL). It owns the
-//! endpoint's HTTP client and connection limit, its circuit breaker and the
-//! per-subscription rate limits, sends with at most `endpoint_concurrency`
-//! requests at a time, and records every outcome. Endpoints are independent
-//! actors with their own connections, so a slow one never delays another.
+//! endpoint's concurrency limit, queue, circuit breaker and per-subscription
+//! rate limits, sends with at most `endpoint_concurrency` requests at a time
+//! through the engine's shared client (one bounded pool, connections kept
+//! per endpoint), and records every outcome. A slow endpoint fills only its
+//! own slots and queue, so it never delays another.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -29,6 +30,11 @@ use crate::domain::subscription::{Channel, Subscription};
 use crate::metrics as m;
 use crate::store::{Attempt, Claimed, Outcome};
 
+/// Assumed request duration of an endpoint not heard from yet, ms.
+const INITIAL_LATENCY_MS: f64 = 100.0;
+/// Longest a delivery handed back by a busy endpoint waits, ms.
+const MAX_HAND_BACK_MS: i64 = 5_000;
+
 /// A claimed delivery and its subscription.
 pub struct Job {
     pub claimed: Claimed,
@@ -48,8 +54,9 @@ pub struct EndpointDeliverer {
     /// The endpoint.
     url: String,
     ctx: Arc<EngineCtx>,
-    /// Made on start, on this actor's thread (awc is not `Send`).
-    sender: Option<Rc<Sender>>,
+    /// The engine's HTTP client, shared by every deliverer of the arbiter
+    /// (one bounded connection pool; connections are kept per endpoint).
+    sender: Rc<Sender>,
     /// Claimed deliveries waiting for a free connection.
     queue: VecDeque<Job>,
     /// Requests under way.
@@ -67,12 +74,14 @@ pub struct EndpointDeliverer {
 }
 
 impl EndpointDeliverer {
-    pub fn new(url: String, ctx: Arc<EngineCtx>) -> Self {
-        let latency = Latency::new(ctx.cfg.timeout.as_millis() as f64 / 4.0);
+    pub fn new(url: String, ctx: Arc<EngineCtx>, sender: Rc<Sender>) -> Self {
+        // A first guess; the average follows the endpoint within a few
+        // requests (a hanging one reaches its timeout after a handful).
+        let latency = Latency::new(INITIAL_LATENCY_MS);
         Self {
             url,
             ctx,
-            sender: None,
+            sender,
             queue: VecDeque::new(),
             in_flight: 0,
             breaker: BreakerState::default(),
@@ -92,9 +101,7 @@ impl EndpointDeliverer {
 
     /// Starts as many queued deliveries as the limits allow.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let Some(sender) = self.sender.clone() else {
-            return;
-        };
+        let sender = self.sender.clone();
         let probe_timeout = self.ctx.cfg.timeout.as_millis() as i64 + 1_000;
         while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining {
             let Some(job) = self.queue.front() else { break };
@@ -114,6 +121,15 @@ impl EndpointDeliverer {
                     }
                     break;
                 }
+            }
+            // Never start a request the claim's lease cannot cover: the
+            // delivery might be claimed again meanwhile and sent twice.
+            let lease_left = job.claimed.claimed_at_ms + self.ctx.cfg.lease_ms - now;
+            if lease_left < self.ctx.cfg.timeout.as_millis() as i64 + 1_000 {
+                if let Some(job) = self.queue.pop_front() {
+                    self.finish(job, Outcome::Wait { due_ms: now }, None);
+                }
+                continue;
             }
             let admission = self.breaker.admit(now, probe_timeout);
             let Some(job) = self.queue.pop_front() else {
@@ -327,12 +343,6 @@ impl Actor for EndpointDeliverer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let cfg = &self.ctx.cfg;
-        self.sender = Some(Rc::new(Sender::new(
-            cfg.timeout,
-            cfg.allow_private_targets,
-            cfg.endpoint_concurrency,
-        )));
         // Agree with the other replicas: start from the stored breaker and
         // refresh it while the circuit is open.
         self.refresh_breaker(ctx);
@@ -400,7 +410,7 @@ impl Handler<Deliver> for EndpointDeliverer {
                 .latency
                 .wait_ms(self.queue.len(), cfg.endpoint_concurrency)
                 / 2.0;
-            let due_ms = self.ctx.now_ms() + (wait as i64).clamp(100, 60_000);
+            let due_ms = self.ctx.now_ms() + (wait as i64).clamp(100, MAX_HAND_BACK_MS);
             self.finish(job, Outcome::Wait { due_ms }, None);
             return;
         }

@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Concurrent requests to one endpoint.
     pub endpoint_concurrency: usize,
+    /// Open connections of the engine's client, all endpoints together.
+    pub max_connections: usize,
     /// Most deliveries an endpoint may hold queued; the queue is also
     /// bounded by time (see `backlog`). More are handed back to the
     /// schedule, no attempt spent.
@@ -67,6 +69,7 @@ impl EngineConfig {
             batch: d.claim_batch,
             max_in_flight: d.max_in_flight,
             endpoint_concurrency: d.endpoint_concurrency,
+            max_connections: d.max_connections,
             endpoint_queue: d.endpoint_queue,
             allow_private_targets: d.allow_private_targets,
             disable_after_ms: d.disable_after_hours as i64 * 3_600_000,

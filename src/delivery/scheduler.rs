@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use futures_util::FutureExt;
 
 use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job};
 use super::engine::EngineCtx;
+use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
 use crate::store::{Claimed, Outcome, StoreError};
 
@@ -53,6 +55,9 @@ pub struct Scheduler {
     ctx: Arc<EngineCtx>,
     /// One deliverer per endpoint URL, made on first use.
     deliverers: HashMap<String, Addr<EndpointDeliverer>>,
+    /// The HTTP client every deliverer of this arbiter uses (awc is not
+    /// `Send`: it is made here, on the engine's thread).
+    sender: Rc<Sender>,
     /// A round or a sleep is under way (one at a time).
     busy: bool,
     panic_next: bool,
@@ -60,7 +65,14 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(ctx: Arc<EngineCtx>) -> Self {
+        let cfg = &ctx.cfg;
+        let sender = Rc::new(Sender::new(
+            cfg.timeout,
+            cfg.allow_private_targets,
+            cfg.max_connections,
+        ));
         Self {
+            sender,
             ctx,
             deliverers: HashMap::new(),
             busy: false,
@@ -94,7 +106,8 @@ impl Scheduler {
                         .entry(url.clone())
                         .or_insert_with(|| {
                             let url = url.clone();
-                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx))
+                            let sender = self.sender.clone();
+                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx, sender))
                         })
                         .clone();
                     addr.do_send(Deliver(Job { claimed, sub: s }));

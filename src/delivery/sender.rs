@@ -53,7 +53,7 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// An HTTP client for one endpoint. Not `Send` (awc): made and used on one
+/// An HTTP client for webhooks. Not `Send` (awc): made and used on one
 /// arbiter thread.
 pub struct Sender {
     client: awc::Client,
@@ -62,7 +62,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// `connections` bounds the open connections to the endpoint.
+    /// `connections` bounds the open connections of this client.
     pub fn new(timeout: Duration, allow_private: bool, connections: usize) -> Self {
         let tcp = TcpConnector::new(Resolver::custom(GuardedResolver { allow_private })).service();
         let connector = awc::Connector::new()

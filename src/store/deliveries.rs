@@ -15,6 +15,8 @@ const SCAN_FACTOR: usize = 20;
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub shard: u16,
+    /// When the claim (and its lease) began, ms.
+    pub claimed_at_ms: i64,
     pub delivery_id: Uuid,
     /// Fencing token: only the latest claim may record the outcome.
     pub token: String,
@@ -148,6 +150,7 @@ impl Store {
             .map(|c| {
                 Ok(Claimed {
                     shard,
+                    claimed_at_ms: now_ms,
                     delivery_id: Uuid::parse_str(&c[0]).map_err(|_| bad("delivery id"))?,
                     token: c[1].clone(),
                     event_id: Uuid::parse_str(&c[2]).map_err(|_| bad("event id"))?,
