@@ -12,7 +12,7 @@ use super::{body, AppState, PageQuery};
 use crate::delivery::breaker::BreakerState;
 use crate::delivery::notification;
 use crate::delivery::sender::Sender;
-use crate::delivery::signing::{signature_header, SigningKey};
+use crate::delivery::signing::webhook_headers;
 use crate::domain::api_key::new_signing_secret;
 use crate::domain::event::format_ms;
 use crate::domain::parse_id;
@@ -380,19 +380,7 @@ pub async fn test(
         &webhook_id,
         r#"{"message":"This is a test notification from courier."}"#,
     );
-    let keys: Vec<SigningKey> = sub
-        .signing_secrets(now)
-        .into_iter()
-        .filter_map(SigningKey::from_secret)
-        .collect();
-    let headers = vec![
-        ("webhook-id", webhook_id.to_string()),
-        ("webhook-timestamp", (now / 1000).to_string()),
-        (
-            "webhook-signature",
-            signature_header(&keys, &webhook_id.to_string(), now / 1000, body.as_bytes()),
-        ),
-    ];
+    let headers = webhook_headers(&sub, &webhook_id.to_string(), now, body.as_bytes());
     let d = &st.settings.delivery;
     let sender = Sender::new(
         std::time::Duration::from_millis(d.timeout_ms),

@@ -24,7 +24,7 @@ use super::notification::{self, judge, next_step, Verdict};
 use super::ratelimit::TokenBucket;
 use super::retry::parse_retry_after;
 use super::sender::{HttpResult, Sender};
-use super::signing::{signature_header, SigningKey};
+use super::signing::webhook_headers;
 use crate::domain::event::format_ms;
 use crate::domain::subscription::{Channel, Subscription};
 use crate::metrics as m;
@@ -322,20 +322,12 @@ fn build_request(job: &Job, now_ms: i64) -> (Vec<(&'static str, String)>, Bytes)
         &c.delivery_id,
         &c.payload,
     );
-    let msg_id = c.delivery_id.to_string();
-    let timestamp = now_ms / 1000;
-    let keys: Vec<SigningKey> = job
-        .sub
-        .signing_secrets(now_ms)
-        .into_iter()
-        .filter_map(SigningKey::from_secret)
-        .collect();
-    let signature = signature_header(&keys, &msg_id, timestamp, body.as_bytes());
-    let headers = vec![
-        ("webhook-id", msg_id),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-    ];
+    let headers = webhook_headers(
+        &job.sub,
+        &c.delivery_id.to_string(),
+        now_ms,
+        body.as_bytes(),
+    );
     (headers, Bytes::from(body))
 }
 

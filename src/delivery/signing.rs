@@ -48,6 +48,31 @@ pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: i64, body:
         .join(" ")
 }
 
+/// The Standard Webhooks headers of one notification sent at `now_ms`:
+/// `webhook-id`, `webhook-timestamp` (seconds) and `webhook-signature`,
+/// signed with every secret of `sub` in force then.
+pub fn webhook_headers(
+    sub: &crate::domain::subscription::Subscription,
+    msg_id: &str,
+    now_ms: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let timestamp = now_ms / 1000;
+    let keys: Vec<SigningKey> = sub
+        .signing_secrets(now_ms)
+        .into_iter()
+        .filter_map(SigningKey::from_secret)
+        .collect();
+    vec![
+        ("webhook-id", msg_id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        (
+            "webhook-signature",
+            signature_header(&keys, msg_id, timestamp, body),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
