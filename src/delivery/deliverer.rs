@@ -62,6 +62,9 @@ pub struct EndpointDeliverer {
     /// Requests under way.
     in_flight: usize,
     breaker: BreakerState,
+    /// Responses judged so far, so a breaker read from Redis never replaces
+    /// a newer local one.
+    outcomes: u64,
     /// Per-subscription token buckets (only for subscriptions with a limit).
     buckets: HashMap<Uuid, TokenBucket>,
     /// A delayed pump is pending (rate limit), so another is not needed.
@@ -85,6 +88,7 @@ impl EndpointDeliverer {
             queue: VecDeque::new(),
             in_flight: 0,
             breaker: BreakerState::default(),
+            outcomes: 0,
             buckets: HashMap::new(),
             pump_pending: false,
             latency,
@@ -183,6 +187,7 @@ impl EndpointDeliverer {
         let endpoint_ok = matches!(verdict, Verdict::Delivered | Verdict::Gone);
         let was_open = self.breaker.is_open();
         let before = self.breaker.clone();
+        self.outcomes += 1;
         if endpoint_ok {
             self.breaker.on_success();
         } else {
@@ -350,10 +355,16 @@ impl EndpointDeliverer {
     fn refresh_breaker(&mut self, ctx: &mut Context<Self>) {
         let store = self.ctx.store.clone();
         let url = self.url.clone();
+        let seen = self.outcomes;
         ctx.spawn(
             async move { store.endpoint_state(&url).await }
                 .into_actor(self)
-                .map(|state, act, ctx| {
+                .map(move |state, act, ctx| {
+                    // An outcome recorded here meanwhile is newer than what
+                    // was read: keep the local breaker then.
+                    if act.outcomes != seen {
+                        return;
+                    }
                     if let Ok(state) = state {
                         if act.breaker.is_open() != state.breaker.is_open() {
                             let delta = if state.breaker.is_open() { 1.0 } else { -1.0 };
