@@ -260,6 +260,46 @@ pub(crate) async fn load(
         .ok_or(ApiError::NotFound("subscription"))
 }
 
+fn concurrent_update() -> ApiError {
+    ApiError::Conflict(
+        "concurrent_update",
+        "the subscription is being changed concurrently; retry".into(),
+    )
+}
+
+/// Loads the caller's subscription, applies `change` and writes it back at
+/// the version it read, starting over (up to `WRITE_ATTEMPTS` times) when
+/// another write came first. Returns what was written.
+async fn modify(
+    st: &AppState,
+    caller: &Account,
+    id: &str,
+    mut change: impl FnMut(&mut Subscription) -> Result<(), ApiError>,
+) -> Result<Subscription, ApiError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = load(st, caller, id).await?;
+        let mut next = current.clone();
+        change(&mut next)?;
+        next.version = current.version + 1;
+        next.updated_at_ms = Utc::now().timestamp_millis();
+        match st
+            .store
+            .put_subscription(&next, Some(current.version), 0)
+            .await?
+        {
+            PutOutcome::Ok => return Ok(next),
+            PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
+            PutOutcome::Conflict => continue,
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "writing a subscription: {other:?}"
+                )))
+            }
+        }
+    }
+    Err(concurrent_update())
+}
+
 /// One subscription.
 #[utoipa::path(
     get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
@@ -308,41 +348,25 @@ pub async fn rotate_secret(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let grace_ms = st.settings.delivery.secret_grace_hours as i64 * 3_600_000;
-    for _ in 0..WRITE_ATTEMPTS {
-        let current = load(&st, &caller, &id).await?;
-        if !current.channel.is_webhook() {
+    let next = modify(&st, &caller, &id, |sub| {
+        if !sub.channel.is_webhook() {
             return Err(ApiError::Unprocessable(
                 "not_a_webhook",
                 "only webhook subscriptions have a signing secret".into(),
             ));
         }
-        let now = Utc::now().timestamp_millis();
-        let mut next = current.clone();
-        next.previous_secret = current.secret.clone();
-        next.previous_secret_expires_at_ms = Some(now + grace_ms);
-        next.secret = Some(new_signing_secret());
-        next.version = current.version + 1;
-        next.updated_at_ms = now;
-        match st
-            .store
-            .put_subscription(&next, Some(current.version), 0)
-            .await?
-        {
-            PutOutcome::Ok => {
-                return Ok(HttpResponse::Ok().json(RotatedSecret {
-                    secret: next.secret.unwrap_or_default(),
-                    previous_secret_expires_at: format_ms(now + grace_ms),
-                }))
-            }
-            PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
-            PutOutcome::Conflict => continue,
-            other => return Err(ApiError::Internal(format!("rotating a secret: {other:?}"))),
-        }
-    }
-    Err(ApiError::Conflict(
-        "concurrent_update",
-        "the subscription is being changed concurrently; retry".into(),
-    ))
+        sub.previous_secret = sub.secret.take();
+        sub.previous_secret_expires_at_ms = Some(Utc::now().timestamp_millis() + grace_ms);
+        sub.secret = Some(new_signing_secret());
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(RotatedSecret {
+        secret: next.secret.unwrap_or_default(),
+        previous_secret_expires_at: format_ms(
+            next.previous_secret_expires_at_ms.unwrap_or_default(),
+        ),
+    }))
 }
 
 /// Send a signed test notification (`event_type` `courier.test`) to the
@@ -442,10 +466,9 @@ pub async fn update(
         .map(|d| check_description(d.as_deref()))
         .transpose()?;
     let rate_limit = input.rate_limit.map(check_rate_limit).transpose()?;
-    for _ in 0..WRITE_ATTEMPTS {
-        let current = load(&st, &caller, &id).await?;
-        let mut next = current.clone();
-        let mut new_secret = false;
+    let mut new_secret = false;
+    let next = modify(&st, &caller, &id, |next| {
+        new_secret = false;
         if let Some(t) = &event_types {
             next.event_types = t.clone();
         }
@@ -472,29 +495,10 @@ pub async fn update(
         if let Some(r) = rate_limit {
             next.rate_limit = r;
         }
-        next.version = current.version + 1;
-        next.updated_at_ms = Utc::now().timestamp_millis();
-        match st
-            .store
-            .put_subscription(&next, Some(current.version), 0)
-            .await?
-        {
-            PutOutcome::Ok => {
-                return Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
-            }
-            PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
-            PutOutcome::Conflict => continue,
-            other => {
-                return Err(ApiError::Internal(format!(
-                    "updating a subscription: {other:?}"
-                )))
-            }
-        }
-    }
-    Err(ApiError::Conflict(
-        "concurrent_update",
-        "the subscription is being changed concurrently; retry".into(),
-    ))
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
 }
 
 /// Delete a subscription. Events ingested afterwards are not delivered to it.
@@ -526,8 +530,5 @@ pub async fn delete(
             }
         }
     }
-    Err(ApiError::Conflict(
-        "concurrent_update",
-        "the subscription is being changed concurrently; retry".into(),
-    ))
+    Err(concurrent_update())
 }
