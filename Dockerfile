@@ -23,6 +23,8 @@ RUN mkdir -p src \
 # The real sources. COPY keeps the files' original mtimes, which can be older
 # than the placeholder build; touching makes cargo rebuild the crate itself.
 COPY src ./src
+# Email templates are compiled into the binary (askama).
+COPY templates ./templates
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin courier
 

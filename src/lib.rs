@@ -17,6 +17,7 @@
 pub mod api;
 pub mod delivery;
 pub mod domain;
+pub mod email;
 pub mod metrics;
 pub mod settings;
 pub mod startup;

@@ -16,6 +16,8 @@ pub const LEASES_DEPTH: &str = "courier_leases_depth";
 pub const IN_FLIGHT: &str = "courier_in_flight";
 pub const OPEN_CIRCUITS: &str = "courier_open_circuits";
 pub const SUBSCRIPTIONS_DISABLED: &str = "courier_subscriptions_disabled_total";
+/// Emails handed to the SMTP server, by kind and result.
+pub const EMAILS: &str = "courier_emails_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -49,6 +51,10 @@ fn describe() {
         "Deliveries created by fan-out and replay"
     );
     metrics::describe_counter!(ATTEMPTS, "Delivery attempts by result");
+    metrics::describe_counter!(
+        EMAILS,
+        "Emails sent (kind: event, digest, notice; result: accepted, transient, permanent)"
+    );
     metrics::describe_counter!(DELIVERIES_FINISHED, "Deliveries that reached a final state");
     metrics::describe_histogram!(ATTEMPT_DURATION, "Duration of one delivery attempt");
     metrics::describe_gauge!(

@@ -36,6 +36,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub delivery: DeliverySettings,
     pub smtp: SmtpSettings,
+    pub email: EmailSettings,
     pub log: LogSettings,
 }
 
@@ -167,6 +168,28 @@ pub struct SmtpSettings {
     pub url: SecretString,
     /// Sender address of every email.
     pub from: String,
+    /// Deadline of one message: connecting, the SMTP dialogue and the data.
+    pub timeout_ms: u64,
+    /// Most SMTP connections open at once (the pool size): also the most
+    /// messages in flight.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// Shown in every subject: `[<platform_name>] <event type>`.
+    pub platform_name: String,
+    /// Largest pretty-printed payload shown in a message, bytes; longer
+    /// payloads are cut with a note and a link to the whole event.
+    pub max_payload_bytes: usize,
+    /// How many of the period's newest events a digest lists one by one.
+    pub digest_latest: usize,
+    /// A digest holding this many events goes out before its period ends.
+    pub digest_max_events: usize,
+    /// The account is emailed when an endpoint's circuit has been open (the
+    /// endpoint failing) for this many minutes.
+    pub circuit_alert_minutes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,13 +363,38 @@ impl Settings {
             ));
         }
         self.retry_schedule()?;
-        let smtp = url::Url::parse(self.smtp.url.expose_secret())
-            .map_err(|e| invalid("smtp.url", e.to_string()))?;
-        if !matches!(smtp.scheme(), "smtp" | "smtps" | "smtp+starttls") {
+        crate::email::transport::SmtpConfig::from_settings(&self.smtp)
+            .map_err(|m| invalid("smtp.url", m))?;
+        if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(invalid(
-                "smtp.url",
-                "scheme must be smtp, smtps or smtp+starttls",
+                "smtp.from",
+                "must be an address such as `courier <courier@example.com>`",
             ));
+        }
+        if self.smtp.timeout_ms == 0 {
+            return Err(invalid("smtp.timeout_ms", "must be positive"));
+        }
+        if self.smtp.max_connections == 0 {
+            return Err(invalid("smtp.max_connections", "must be at least 1"));
+        }
+        let e = &self.email;
+        if e.platform_name.trim().is_empty()
+            || e.platform_name.chars().count() > 60
+            || e.platform_name.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "email.platform_name",
+                "must be 1 to 60 characters without control characters",
+            ));
+        }
+        if e.max_payload_bytes < 256 {
+            return Err(invalid("email.max_payload_bytes", "must be at least 256"));
+        }
+        if e.digest_latest == 0 || e.digest_latest > 1_000 {
+            return Err(invalid("email.digest_latest", "must be 1 to 1000"));
+        }
+        if e.digest_max_events == 0 || e.digest_max_events > 100_000 {
+            return Err(invalid("email.digest_max_events", "must be 1 to 100000"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\""));

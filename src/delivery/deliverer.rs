@@ -26,6 +26,7 @@ use super::retry::parse_retry_after;
 use super::sender::{HttpResult, Sender};
 use super::signing::webhook_headers;
 use crate::domain::event::format_ms;
+use crate::domain::notice::{Notice, NoticeKind};
 use crate::domain::subscription::{Channel, Subscription};
 use crate::metrics as m;
 use crate::store::{Attempt, Claimed, Outcome};
@@ -305,6 +306,10 @@ fn finish_in_background(
                         let reason =
                             format!("no successful delivery to the endpoint for {hours} hours");
                         super::disable::disable(&ctx, &job.sub, &reason, now).await;
+                    } else if let Some(since) = failing_since.filter(|since| {
+                        ep.breaker.is_open() && now - since >= ctx.cfg.circuit_alert_ms
+                    }) {
+                        report_circuit(&ctx, &job, &ep.url, since, now).await;
                     }
                 }
                 Err(e) => {
@@ -314,6 +319,23 @@ fn finish_in_background(
         }
         ctx.release(1);
     });
+}
+
+/// Tells the account that `url` has been failing since `since` with its
+/// circuit open: once per failure streak, whichever replica sees it first.
+async fn report_circuit(ctx: &EngineCtx, job: &Job, url: &str, since: i64, now: i64) {
+    let mut notice = Notice::new(job.sub.account_id, NoticeKind::CircuitOpen, now);
+    notice.subscription_id = Some(job.sub.id);
+    notice.endpoint = Some(url.to_owned());
+    notice.failing_since_ms = Some(since);
+    let once = (format!("circuit:{url}"), since.to_string());
+    if let Err(e) = ctx
+        .store
+        .add_notice(&notice, Some((&once.0, &once.1)), now)
+        .await
+    {
+        tracing::warn!(url, error = %e, "could not record a circuit notice");
+    }
 }
 
 /// Headers and body of a notification at `now_ms`.

@@ -1,10 +1,11 @@
 //! Disabling a subscription on the endpoint's behalf (410 Gone, days of
 //! failure): the subscription is switched off with the reason, its pending
 //! deliveries are made due so they end as failed at once, and the account
-//! gets an operational notice.
+//! gets an operational email.
 
 use super::engine::EngineCtx;
-use crate::domain::subscription::Subscription;
+use crate::domain::notice::{Notice, NoticeKind};
+use crate::domain::subscription::{Channel, Subscription};
 use crate::metrics as m;
 use crate::store::PutOutcome;
 
@@ -38,13 +39,14 @@ pub async fn disable(ctx: &EngineCtx, sub: &Subscription, reason: &str, now_ms: 
                 ctx.registry.invalidate(&sub.id);
                 metrics::counter!(m::SUBSCRIPTIONS_DISABLED).increment(1);
                 tracing::warn!(subscription = %sub.id, reason, "subscription disabled");
-                let notice = serde_json::json!({
-                    "kind": "subscription_disabled",
-                    "at": crate::domain::event::format_ms(now_ms),
-                    "subscription_id": sub.id,
-                    "reason": reason,
-                });
-                if let Err(e) = store.add_notice(&sub.account_id, &notice).await {
+                let mut notice =
+                    Notice::new(sub.account_id, NoticeKind::SubscriptionDisabled, now_ms);
+                notice.subscription_id = Some(sub.id);
+                notice.reason = Some(reason.to_owned());
+                if let Channel::Webhook { url } = &sub.channel {
+                    notice.endpoint = Some(url.clone());
+                }
+                if let Err(e) = store.add_notice(&notice, None, now_ms).await {
                     tracing::warn!(error = %e, "could not record the notice");
                 }
                 if let Ok(pending) = store.pending_of(&sub.account_id, &sub.id).await {

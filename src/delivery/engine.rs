@@ -1,6 +1,6 @@
 //! Starting and stopping the delivery engine: one arbiter (thread) runs the
-//! scheduler, the janitor, the registry listener and every endpoint
-//! deliverer, each under an actix `Supervisor`.
+//! scheduler, the janitor, the registry listener, the email notifier and
+//! every endpoint deliverer, each under an actix `Supervisor`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
 use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
+use crate::email::notifier::EmailNotifier;
+use crate::email::Mailer;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -43,6 +45,9 @@ pub struct EngineConfig {
     pub disable_after_ms: i64,
     /// Longest sleep between schedule checks when not woken.
     pub poll_interval: Duration,
+    /// The account is emailed when an endpoint has been failing this long
+    /// with its circuit open.
+    pub circuit_alert_ms: i64,
 }
 
 impl EngineConfig {
@@ -63,9 +68,9 @@ impl EngineConfig {
                 max_cooldown_ms: d.breaker_max_cooldown_ms as i64,
             },
             timeout,
-            // One request's timeout, twice that for waiting in the
-            // endpoint's queue (see `backlog`), and a margin.
-            lease_ms: (d.timeout_ms * 3 + 2_000) as i64,
+            // One request's (or email's) timeout, twice that for waiting in
+            // the endpoint's queue (see `backlog`), and a margin.
+            lease_ms: (d.timeout_ms.max(s.smtp.timeout_ms) * 3 + 2_000) as i64,
             batch: d.claim_batch,
             max_in_flight: d.max_in_flight,
             endpoint_concurrency: d.endpoint_concurrency,
@@ -74,6 +79,7 @@ impl EngineConfig {
             allow_private_targets: d.allow_private_targets,
             disable_after_ms: d.disable_after_hours as i64 * 3_600_000,
             poll_interval: Duration::from_millis(d.poll_interval_ms),
+            circuit_alert_ms: s.email.circuit_alert_minutes as i64 * 60_000,
         }
     }
 }
@@ -134,9 +140,20 @@ impl Engine {
         });
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
+        let notifier = {
+            let ctx = ctx.clone();
+            let settings = settings.clone();
+            // Built on the engine's thread: the SMTP pool's reaper task
+            // lives there. The settings were validated at start-up.
+            Supervisor::start_in_arbiter(&handle, move |_| {
+                let mailer = Mailer::from_settings(&settings)
+                    .unwrap_or_else(|e| panic!("email settings were validated: {e}"));
+                EmailNotifier::new(ctx, mailer)
+            })
+        };
         let scheduler = {
             let ctx = ctx.clone();
-            Supervisor::start_in_arbiter(&handle, move |_| Scheduler::new(ctx))
+            Supervisor::start_in_arbiter(&handle, move |_| Scheduler::new(ctx, notifier))
         };
         {
             let ctx = ctx.clone();

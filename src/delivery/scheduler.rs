@@ -19,10 +19,8 @@ use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job};
 use super::engine::EngineCtx;
 use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
+use crate::email::notifier::{EmailNotifier, SendEmail};
 use crate::store::{Claimed, Outcome, StoreError};
-
-/// How long email deliveries wait while this build has no email notifier.
-const EMAIL_PARK_MS: i64 = 5 * 60_000;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -58,13 +56,15 @@ pub struct Scheduler {
     /// The HTTP client every deliverer of this arbiter uses (awc is not
     /// `Send`: it is made here, on the engine's thread).
     sender: Rc<Sender>,
+    /// Sends email deliveries.
+    notifier: Addr<EmailNotifier>,
     /// A round or a sleep is under way (one at a time).
     busy: bool,
     panic_next: bool,
 }
 
 impl Scheduler {
-    pub fn new(ctx: Arc<EngineCtx>) -> Self {
+    pub fn new(ctx: Arc<EngineCtx>, notifier: Addr<EmailNotifier>) -> Self {
         let cfg = &ctx.cfg;
         let sender = Rc::new(Sender::new(
             cfg.timeout,
@@ -73,6 +73,7 @@ impl Scheduler {
         ));
         Self {
             sender,
+            notifier,
             ctx,
             deliverers: HashMap::new(),
             busy: false,
@@ -113,9 +114,10 @@ impl Scheduler {
                     addr.do_send(Deliver(Job { claimed, sub: s }));
                     return;
                 }
-                Channel::Email { .. } => Outcome::Wait {
-                    due_ms: now + EMAIL_PARK_MS,
-                },
+                Channel::Email { .. } => {
+                    self.notifier.do_send(SendEmail(Job { claimed, sub: s }));
+                    return;
+                }
             },
         };
         let ctx = self.ctx.clone();

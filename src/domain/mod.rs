@@ -6,6 +6,7 @@ pub mod account;
 pub mod api_key;
 pub mod catalog;
 pub mod event;
+pub mod notice;
 pub mod subscription;
 pub mod target;
 

@@ -17,8 +17,49 @@ pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub enum Channel {
     /// A signed HTTP POST to `url`.
     Webhook { url: String },
-    /// An email to `address`.
-    Email { address: String },
+    /// An email to `address`, one per event or gathered into a digest.
+    Email {
+        address: String,
+        #[serde(default)]
+        digest: Digest,
+    },
+}
+
+/// How often an email subscription is written to.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Digest {
+    /// One message per event.
+    #[default]
+    Immediate,
+    /// One message per clock hour (UTC) with that hour's events.
+    Hourly,
+    /// One message per day (UTC) with that day's events.
+    Daily,
+}
+
+impl Digest {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Digest::Immediate => "immediate",
+            Digest::Hourly => "hourly",
+            Digest::Daily => "daily",
+        }
+    }
+
+    /// The end of the period `now_ms` falls in (ms since the epoch): when a
+    /// digest holding an event that arrived at `now_ms` is sent. `None` for
+    /// immediate delivery.
+    pub fn period_end(&self, now_ms: i64) -> Option<i64> {
+        let len = match self {
+            Digest::Immediate => return None,
+            Digest::Hourly => 3_600_000,
+            Digest::Daily => 86_400_000,
+        };
+        Some((now_ms.div_euclid(len) + 1) * len)
+    }
 }
 
 impl Channel {
@@ -108,10 +149,11 @@ pub fn check_channel(channel: &Channel, rules: &SubscriptionRules) -> Result<Cha
                 .as_str()
                 .to_owned(),
         },
-        Channel::Email { address } => Channel::Email {
+        Channel::Email { address, digest } => Channel::Email {
             address: EmailAddress::parse("channel.address", address)?
                 .as_str()
                 .to_owned(),
+            digest: *digest,
         },
     })
 }
@@ -192,6 +234,53 @@ mod tests {
     }
 
     #[test]
+    fn digest_periods_end_on_the_clock() {
+        // 2026-11-29T10:17:05.123Z
+        let t = 1_795_947_425_123;
+        assert_eq!(Digest::Immediate.period_end(t), None);
+        // 11:00:00.000 the same day
+        assert_eq!(Digest::Hourly.period_end(t), Some(1_795_950_000_000));
+        // midnight after
+        assert_eq!(Digest::Daily.period_end(t), Some(1_795_996_800_000));
+        // An event at the very start of a period waits for all of it.
+        assert_eq!(
+            Digest::Hourly.period_end(1_795_950_000_000),
+            Some(1_795_953_600_000)
+        );
+    }
+
+    #[test]
+    fn email_channels_default_to_immediate() {
+        let c: Channel =
+            serde_json::from_str(r#"{"type":"email","address":"a@example.com"}"#).unwrap();
+        assert_eq!(
+            c,
+            Channel::Email {
+                address: "a@example.com".into(),
+                digest: Digest::Immediate
+            }
+        );
+        let c: Channel =
+            serde_json::from_str(r#"{"type":"email","address":"a@example.com","digest":"daily"}"#)
+                .unwrap();
+        assert!(matches!(
+            c,
+            Channel::Email {
+                digest: Digest::Daily,
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<Channel>(
+            r#"{"type":"email","address":"a@example.com","digest":"weekly"}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<Channel>(
+            r#"{"type":"webhook","url":"https://x.example","digest":"daily"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
     fn event_types_are_checked() {
         let c = Catalog::new(&[]).unwrap();
         assert!(check_event_types(&[], &c, 3).is_err());
@@ -219,6 +308,7 @@ mod tests {
         );
         let mail = Channel::Email {
             address: "not-an-address".into(),
+            digest: Digest::Immediate,
         };
         assert_eq!(
             check_channel(&mail, &rules()).unwrap_err().field,
@@ -233,7 +323,8 @@ mod tests {
         assert_eq!(
             c,
             Channel::Email {
-                address: "a@b.example".into()
+                address: "a@b.example".into(),
+                digest: Digest::Immediate
             }
         );
         assert!(serde_json::from_str::<Channel>(r#"{"type": "pigeon"}"#).is_err());

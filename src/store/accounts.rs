@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::events::IngestOutcome;
 use super::{Store, StoreError};
 use crate::domain::event::NewEvent;
+use crate::domain::notice::{Notice, NoticeKind};
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,11 @@ impl Store {
             .arg(new_hash)
             .arg(event.id.to_string())
             .arg(&event.payload);
+        // The account's contact hears of it by email, recorded in the same
+        // step.
+        let mut notice = Notice::new(*account, NoticeKind::ApiKeyRotated, now_ms);
+        notice.event_id = Some(event.id);
+        inv.arg(notice.id.to_string()).arg(notice.to_json());
         let mut conn = self.conn();
         let reply: Vec<String> = self
             .run(async move { inv.invoke_async(&mut conn).await })

@@ -67,21 +67,6 @@ impl Store {
         Ok(since)
     }
 
-    /// Appends an operational notice for `account` (newest first, bounded).
-    pub async fn add_notice(
-        &self,
-        account: &Uuid,
-        notice: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let key = self.keys.notices(account);
-        let text = notice.to_string();
-        let mut pipe = redis::pipe();
-        pipe.lpush(&key, text).ignore().ltrim(&key, 0, 999).ignore();
-        let mut conn = self.conn();
-        self.run(async move { pipe.query_async::<()>(&mut conn).await })
-            .await
-    }
-
     /// The account's operational notices, newest first.
     pub async fn notices(&self, account: &Uuid) -> Result<Vec<serde_json::Value>, StoreError> {
         let key = self.keys.notices(account);

@@ -28,6 +28,15 @@
 //! | `<p>:{sN}:sub-dlv:<subscription>` | zset | the subscription's deliveries, score = creation ms |
 //! | `<p>:{sN}:sub-dlv:<subscription>:failed` | zset | the same, failed ones only |
 //! | `<p>:{sN}:notices:<account>` | list | operational notices (endpoint disabled, …), JSON, newest first |
+//! | `<p>:{sN}:notice:<notice>` | hash | `data` (notice JSON), `attempts`: an operational email not yet sent |
+//! | `<p>:{sN}:outbox` | zset | notices to email, score = due ms (pushed back by a lease while sending) |
+//! | `<p>:{sN}:reported:<account>:<what>` | string | the value last reported (e.g. since when an endpoint fails), so a condition is emailed once |
+//! | `<p>:{sN}:digest:<subscription>` | list | delivery ids held for the subscription's next digest |
+//! | `<p>:{sN}:digest:<subscription>:counts` | hash | event type → count in the next digest |
+//! | `<p>:{sN}:digest:<subscription>:sending` (`:counts`, `:meta`) | list, hash, hash | the digest being sent: its deliveries, counts, `attempts` and `due` |
+//! | `<p>:{sN}:digest:<subscription>:token` | string | fencing token of the latest digest claim |
+//! | `<p>:{sN}:digests` | zset | subscriptions with an open digest, score = when it is due |
+//! | `<p>:{sN}:digest-sending` | zset | digests being sent or waiting to retry, score = lease deadline or next attempt |
 //! | `<p>:endpoint:<url>` | hash | breaker (JSON), last_success, failing_since |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 
@@ -151,6 +160,31 @@ impl Keys {
         format!("{}notices:{account}", self.base(account))
     }
 
+    /// Operational notices of a shard waiting to be emailed.
+    pub fn outbox(&self, shard: u16) -> String {
+        format!("{}outbox", self.shard_base(shard))
+    }
+
+    /// One notice waiting in the outbox.
+    pub fn notice(&self, shard: u16, notice: &Uuid) -> String {
+        format!("{}notice:{notice}", self.shard_base(shard))
+    }
+
+    /// Subscriptions of a shard with an open digest, scored by due time.
+    pub fn digests(&self, shard: u16) -> String {
+        format!("{}digests", self.shard_base(shard))
+    }
+
+    /// Digests of a shard being sent, scored by lease deadline / retry time.
+    pub fn digests_sending(&self, shard: u16) -> String {
+        format!("{}digest-sending", self.shard_base(shard))
+    }
+
+    /// The deliveries held for a subscription's next digest.
+    pub fn digest(&self, account: &Uuid, subscription: &Uuid) -> String {
+        format!("{}digest:{subscription}", self.base(account))
+    }
+
     /// State of one endpoint (webhook URL), shared by every account using it.
     pub fn endpoint(&self, url: &str) -> String {
         format!("{}:endpoint:{url}", self.prefix)
@@ -216,6 +250,11 @@ mod tests {
             keys.subscription_deliveries(&a, &e),
             keys.failed_deliveries(&a, &e),
             keys.notices(&a),
+            keys.outbox(keys.shard_of(&a)),
+            keys.notice(keys.shard_of(&a), &e),
+            keys.digests(keys.shard_of(&a)),
+            keys.digests_sending(keys.shard_of(&a)),
+            keys.digest(&a, &e),
         ] {
             assert_eq!(hash_tag(&key), Some(tag.as_str()), "{key}");
         }

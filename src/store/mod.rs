@@ -7,6 +7,7 @@
 mod accounts;
 mod conn;
 mod deliveries;
+mod email;
 mod endpoints;
 mod events;
 pub mod keys;
@@ -23,6 +24,7 @@ use secrecy::ExposeSecret;
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::RedisConn;
 pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Requeued};
+pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::EndpointState;
 pub use events::{EventFilter, EventRecord, IngestOutcome};
 pub use keys::Keys;
@@ -81,6 +83,12 @@ struct Scripts {
     finish: Script,
     requeue: Script,
     replay: Script,
+    notice: Script,
+    outbox_claim: Script,
+    outbox_done: Script,
+    digest_hold: Script,
+    digest_claim: Script,
+    digest_finish: Script,
 }
 
 /// Functions several scripts share, prepended to them.
@@ -99,6 +107,12 @@ impl Scripts {
             finish: with_common(include_str!("lua/finish.lua")),
             requeue: with_common(include_str!("lua/requeue.lua")),
             replay: with_common(include_str!("lua/replay.lua")),
+            notice: with_common(include_str!("lua/notice.lua")),
+            outbox_claim: Script::new(include_str!("lua/outbox_claim.lua")),
+            outbox_done: Script::new(include_str!("lua/outbox_done.lua")),
+            digest_hold: Script::new(include_str!("lua/digest_hold.lua")),
+            digest_claim: Script::new(include_str!("lua/digest_claim.lua")),
+            digest_finish: with_common(include_str!("lua/digest_finish.lua")),
         }
     }
 }

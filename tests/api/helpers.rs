@@ -35,6 +35,8 @@ pub struct TestApp {
     pub redis_url: String,
     pub client: awc::Client,
     handle: ServerHandle,
+    /// Leave the Redis keys in place when dropped.
+    keep_data: bool,
 }
 
 /// A JSON response.
@@ -75,6 +77,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
             .timeout(Duration::from_secs(30))
             .finish(),
         handle,
+        keep_data: false,
     }
 }
 
@@ -188,9 +191,20 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops this courier like a restart would: its data stays in Redis for
+    /// the next one with the same prefix.
+    pub fn stop_keeping_data(mut self) {
+        self.keep_data = true;
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
+        if self.keep_data {
+            return;
+        }
         // Best effort: leave the shared Redis as we found it.
         if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
             if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {

@@ -4,9 +4,11 @@
 mod accounts;
 mod crash;
 mod delivery;
+mod email;
 mod events;
 mod helpers;
 mod operations;
 mod receiver;
 mod redis_outage;
+mod smtp;
 mod subscriptions;

@@ -124,3 +124,14 @@ local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occur
   end
   return {'created', id, tostring(#subs)}
 end
+
+-- Records an operational notice for `acct`: kept in the account's notice
+-- list (newest first, bounded) and queued in the shard's outbox for the
+-- email notifier, due now.
+local function add_notice(base, acct, nid, json, now)
+  local list = base .. 'notices:' .. acct
+  redis.call('LPUSH', list, json)
+  redis.call('LTRIM', list, 0, 999)
+  redis.call('HSET', base .. 'notice:' .. nid, 'data', json, 'attempts', 0)
+  redis.call('ZADD', base .. 'outbox', now, nid)
+end

@@ -1,0 +1,106 @@
+//! Email: subscriptions with an email channel, digests and operational
+//! notices, sent through SMTP with lettre.
+//!
+//! - [`transport`]: `smtp.url` → a pooled lettre transport; SMTP replies
+//!   judged (accepted / retry / refused).
+//! - [`message`]: the messages, from templates (pure).
+//! - [`notifier`]: the `EmailNotifier` actor of the delivery engine.
+
+pub mod message;
+pub mod notifier;
+pub mod transport;
+
+use std::time::Duration;
+
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
+
+use crate::delivery::retry::RetryPolicy;
+use crate::settings::Settings;
+use crate::store::Outcome;
+use message::Composer;
+use transport::{SmtpConfig, SmtpVerdict};
+
+/// Everything the notifier needs to write and send.
+pub struct Mailer {
+    pub transport: AsyncSmtpTransport<Tokio1Executor>,
+    pub composer: Composer,
+    /// One message's deadline.
+    pub timeout: Duration,
+    /// Most messages in flight (the SMTP pool's size).
+    pub max_connections: usize,
+    pub digest_latest: usize,
+    pub digest_max_events: usize,
+}
+
+impl Mailer {
+    /// Builds the transport (connects to nothing yet). Must run inside a
+    /// Tokio runtime: the SMTP pool starts its idle-connection reaper.
+    pub fn from_settings(s: &Settings) -> Result<Self, String> {
+        let smtp = SmtpConfig::from_settings(&s.smtp).map_err(|m| format!("smtp.url {m}"))?;
+        Ok(Self {
+            transport: smtp.transport()?,
+            composer: Composer::from_settings(s)?,
+            timeout: smtp.timeout,
+            max_connections: smtp.max_connections as usize,
+            digest_latest: s.email.digest_latest,
+            digest_max_events: s.email.digest_max_events,
+        })
+    }
+}
+
+/// What to do after an SMTP attempt: accepted → done; refused (5xx) → failed
+/// at once with the server's reply; anything else → retried on the
+/// schedule, failed once it is used up.
+pub fn next_step(
+    verdict: SmtpVerdict,
+    reply: &str,
+    attempts_made: u32,
+    policy: &RetryPolicy,
+    now_ms: i64,
+    unit: f64,
+) -> Outcome {
+    match verdict {
+        SmtpVerdict::Accepted => Outcome::Success,
+        SmtpVerdict::Permanent => Outcome::Fail {
+            error: format!("the SMTP server refused the message: {reply}"),
+        },
+        SmtpVerdict::Transient => match policy.delay_after(attempts_made, unit) {
+            Some(d) => Outcome::Retry {
+                due_ms: now_ms + d.as_millis() as i64,
+            },
+            None => Outcome::Fail {
+                error: format!("gave up after {attempts_made} attempts: {reply}"),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_outcomes_follow_the_reply() {
+        let policy = RetryPolicy::new(vec![Duration::from_secs(5), Duration::from_secs(60)], 0.0);
+        assert_eq!(
+            next_step(SmtpVerdict::Accepted, "250 OK", 1, &policy, 0, 0.5),
+            Outcome::Success
+        );
+        assert_eq!(
+            next_step(SmtpVerdict::Transient, "451 later", 1, &policy, 1_000, 0.5),
+            Outcome::Retry { due_ms: 6_000 }
+        );
+        assert_eq!(
+            next_step(SmtpVerdict::Transient, "451 later", 2, &policy, 1_000, 0.5),
+            Outcome::Retry { due_ms: 61_000 }
+        );
+        assert!(matches!(
+            next_step(SmtpVerdict::Transient, "451 later", 3, &policy, 0, 0.5),
+            Outcome::Fail { error } if error.contains("gave up after 3")
+        ));
+        assert!(matches!(
+            next_step(SmtpVerdict::Permanent, "550 no such user", 1, &policy, 0, 0.5),
+            Outcome::Fail { error } if error.contains("550 no such user")
+        ));
+    }
+}

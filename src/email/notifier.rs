@@ -1,0 +1,396 @@
+//! `EmailNotifier`: the delivery engine's email actor. It owns the pooled
+//! SMTP transport (made on the engine's thread) and sends, at most
+//! `smtp.max_connections` at a time:
+//! - deliveries of immediate email subscriptions, handed over by the
+//!   scheduler, recorded like webhook attempts (SMTP code and reply);
+//! - digests, claimed from Redis when their period ends;
+//! - operational notices from the outbox, to the account's contact.
+//!
+//! Every claim is an atomic script with a lease, so with several replicas a
+//! digest or a notice is sent by one of them; if that one dies mid-send, the
+//! lease runs out and another sends it.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rand::Rng;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::message::{DigestEmail, DigestEntry, EventEmail};
+use super::transport::{self, SmtpResult, SmtpVerdict};
+use super::Mailer;
+use crate::delivery::deliverer::Job;
+use crate::delivery::engine::EngineCtx;
+use crate::domain::event::format_ms;
+use crate::domain::subscription::{Channel, Digest};
+use crate::metrics as m;
+use crate::store::{Attempt, ClaimedDigest, ClaimedNotice, Outcome};
+
+/// Most digests or notices claimed per shard per poll.
+const CLAIM_MAX: usize = 16;
+
+/// An email delivery claimed by the scheduler.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendEmail(pub Job);
+
+pub struct EmailNotifier {
+    ctx: Arc<EngineCtx>,
+    mailer: Rc<Mailer>,
+    /// One permit per SMTP connection: bounds messages in flight.
+    slots: Arc<Semaphore>,
+    /// A poll of the outbox and digests is under way.
+    polling: bool,
+}
+
+impl EmailNotifier {
+    /// Builds the transport; must run on the engine's thread.
+    pub fn new(ctx: Arc<EngineCtx>, mailer: Mailer) -> Self {
+        let slots = Arc::new(Semaphore::new(mailer.max_connections));
+        Self {
+            ctx,
+            mailer: Rc::new(mailer),
+            slots,
+            polling: false,
+        }
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.polling || self.ctx.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.polling = true;
+        let c = self.ctx.clone();
+        let mailer = self.mailer.clone();
+        let slots = self.slots.clone();
+        let fut = async move {
+            let now = c.now_ms();
+            let lease = c.cfg.lease_ms;
+            for shard in 0..c.store.keys().shards() {
+                match c.store.claim_notices(shard, now, lease, CLAIM_MAX).await {
+                    Ok(list) => {
+                        for n in list {
+                            actix::spawn(send_notice(c.clone(), mailer.clone(), slots.clone(), n));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim notices");
+                        return;
+                    }
+                }
+                match c
+                    .store
+                    .claim_digests(shard, now, lease, CLAIM_MAX, mailer.digest_latest)
+                    .await
+                {
+                    Ok(list) => {
+                        for d in list {
+                            actix::spawn(send_digest(c.clone(), mailer.clone(), slots.clone(), d));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim digests");
+                        return;
+                    }
+                }
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|_, act, _| act.polling = false));
+    }
+}
+
+impl Actor for EmailNotifier {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.polling = false;
+        let every = self.ctx.cfg.poll_interval.max(Duration::from_millis(100));
+        ctx.run_interval(every, |act, ctx| act.poll(ctx));
+    }
+}
+
+impl Supervised for EmailNotifier {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!("email notifier restarting");
+    }
+}
+
+impl Handler<SendEmail> for EmailNotifier {
+    type Result = ();
+
+    fn handle(&mut self, SendEmail(job): SendEmail, _: &mut Self::Context) {
+        // A task of the arbiter, not of this actor: it outlives a restart.
+        actix::spawn(deliver(
+            self.ctx.clone(),
+            self.mailer.clone(),
+            self.slots.clone(),
+            job,
+        ));
+    }
+}
+
+/// Sends (the caller holds a connection slot), timed.
+async fn send_timed(mailer: &Mailer, message: lettre::Message) -> (SmtpResult, i64, u64) {
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let t = Instant::now();
+    let r = transport::send(&mailer.transport, message).await;
+    (r, started_ms, t.elapsed().as_millis() as u64)
+}
+
+fn count(kind: &'static str, r: &SmtpResult) {
+    let result = match r.verdict {
+        SmtpVerdict::Accepted => "accepted",
+        SmtpVerdict::Transient => "transient",
+        SmtpVerdict::Permanent => "permanent",
+    };
+    metrics::counter!(m::EMAILS, "kind" => kind, "result" => result).increment(1);
+}
+
+/// The attempt as shown in a delivery's history.
+fn attempt_of(r: &SmtpResult, started_ms: i64, duration_ms: u64, outcome: &Outcome) -> Attempt {
+    let accepted = r.verdict == SmtpVerdict::Accepted;
+    Attempt {
+        at: format_ms(started_ms),
+        duration_ms,
+        status_code: r.code,
+        response: accepted.then(|| r.text.clone()),
+        error: (!accepted).then(|| r.text.clone()),
+        next_attempt_at: match outcome {
+            Outcome::Retry { due_ms } => Some(format_ms(*due_ms)),
+            _ => None,
+        },
+    }
+}
+
+/// One claimed delivery of an email subscription: into the digest, or sent.
+async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, job: Job) {
+    let Channel::Email { address, digest } = &job.sub.channel else {
+        c.release(1);
+        return;
+    };
+    let claimed = &job.claimed;
+    let now = c.now_ms();
+    if let Some(due) = digest.period_end(now) {
+        if let Err(e) = c
+            .store
+            .hold_for_digest(claimed, due, mailer.digest_max_events, now)
+            .await
+        {
+            tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not hold a delivery for its digest");
+        }
+        c.release(1);
+        return;
+    }
+    let _slot = slots.acquire().await;
+    let now = c.now_ms();
+    // Never start a message the claim's lease cannot cover.
+    let lease_left = claimed.claimed_at_ms + c.cfg.lease_ms - now;
+    let (outcome, attempt) = if lease_left < mailer.timeout.as_millis() as i64 + 1_000 {
+        (Outcome::Wait { due_ms: now }, None)
+    } else {
+        let message = mailer.composer.event(&EventEmail {
+            to: address,
+            subscription_id: job.sub.id,
+            description: job.sub.description.as_deref(),
+            delivery_id: claimed.delivery_id,
+            event_id: claimed.event_id,
+            event_type: &claimed.event_type,
+            occurred_at_ms: claimed.occurred_at_ms,
+            payload: &claimed.payload,
+        });
+        match message {
+            Err(e) => (
+                Outcome::Fail {
+                    error: format!("the message could not be built: {e}"),
+                },
+                None,
+            ),
+            Ok(message) => {
+                let (r, started_ms, duration_ms) = send_timed(&mailer, message).await;
+                count("event", &r);
+                let unit: f64 = rand::thread_rng().gen();
+                let outcome = super::next_step(
+                    r.verdict,
+                    &r.text,
+                    claimed.attempts + 1,
+                    &c.cfg.policy,
+                    c.now_ms(),
+                    unit,
+                );
+                let attempt = attempt_of(&r, started_ms, duration_ms, &outcome);
+                (outcome, Some(attempt))
+            }
+        }
+    };
+    match c
+        .store
+        .finish(claimed, &outcome, attempt.as_ref(), c.now_ms())
+        .await
+    {
+        Ok(true) => {
+            let label = match &outcome {
+                Outcome::Success => Some("succeeded"),
+                Outcome::Fail { .. } => Some("failed"),
+                _ => None,
+            };
+            if let Some(l) = label {
+                metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => l).increment(1);
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not record an email outcome")
+        }
+    }
+    c.release(1);
+}
+
+/// One due digest: written and sent, its outcome recorded on every
+/// delivery it holds.
+async fn send_digest(
+    c: Arc<EngineCtx>,
+    mailer: Rc<Mailer>,
+    slots: Arc<Semaphore>,
+    d: ClaimedDigest,
+) {
+    let sub = c.registry.get(d.shard, &d.subscription_id).await;
+    let (outcome, attempt) = match sub {
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a digest's subscription");
+            return; // the lease runs out and the digest is claimed again
+        }
+        Ok(None) => (
+            Outcome::Fail {
+                error: "the subscription was deleted".into(),
+            },
+            None,
+        ),
+        Ok(Some(s)) if !s.enabled => (
+            Outcome::Fail {
+                error: "the subscription is disabled".into(),
+            },
+            None,
+        ),
+        Ok(Some(s)) => {
+            let (address, digest) = match &s.channel {
+                Channel::Email { address, digest } => (address.clone(), *digest),
+                Channel::Webhook { .. } => (String::new(), Digest::Immediate),
+            };
+            let digest_id = format!("{}-{}", d.subscription_id, d.token);
+            let message = mailer.composer.digest(&DigestEmail {
+                to: &address,
+                subscription_id: s.id,
+                description: s.description.as_deref(),
+                // A subscription switched to immediate since: still a digest.
+                digest: if digest == Digest::Immediate {
+                    Digest::Hourly
+                } else {
+                    digest
+                },
+                digest_id: &digest_id,
+                period_end_ms: d.due_ms,
+                total: d.total,
+                counts: d.counts.clone(),
+                latest: d
+                    .latest
+                    .iter()
+                    .map(|(id, t, at)| DigestEntry {
+                        event_id: *id,
+                        event_type: t.clone(),
+                        occurred_at_ms: *at,
+                    })
+                    .collect(),
+            });
+            match message {
+                Err(e) => (
+                    Outcome::Fail {
+                        error: format!("the digest could not be built: {e}"),
+                    },
+                    None,
+                ),
+                Ok(message) => {
+                    let _slot = slots.acquire().await;
+                    let (r, started_ms, duration_ms) = send_timed(&mailer, message).await;
+                    count("digest", &r);
+                    let unit: f64 = rand::thread_rng().gen();
+                    let outcome = super::next_step(
+                        r.verdict,
+                        &r.text,
+                        d.attempts + 1,
+                        &c.cfg.policy,
+                        c.now_ms(),
+                        unit,
+                    );
+                    let attempt = attempt_of(&r, started_ms, duration_ms, &outcome);
+                    (outcome, Some(attempt))
+                }
+            }
+        }
+    };
+    if let Err(e) = c
+        .store
+        .finish_digest(&d, &outcome, attempt.as_ref(), c.now_ms())
+        .await
+    {
+        tracing::warn!(subscription = %d.subscription_id, error = %e, "could not record a digest outcome");
+    }
+}
+
+/// One operational notice, to the account's contact address.
+async fn send_notice(
+    c: Arc<EngineCtx>,
+    mailer: Rc<Mailer>,
+    slots: Arc<Semaphore>,
+    n: ClaimedNotice,
+) {
+    let id: Uuid = n.notice.id;
+    let account = match c.store.get_account(&n.notice.account_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let _ = c.store.notice_done(n.shard, &id, None).await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a notice's account");
+            return; // claimed again when the lease runs out
+        }
+    };
+    let message = match mailer
+        .composer
+        .notice(&n.notice, &account.contact_email, &account.name)
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(notice = %id, error = %e, "notice could not be written; dropped");
+            let _ = c.store.notice_done(n.shard, &id, None).await;
+            return;
+        }
+    };
+    let slot = slots.acquire().await;
+    let (r, _, _) = send_timed(&mailer, message).await;
+    drop(slot);
+    count("notice", &r);
+    let unit: f64 = rand::thread_rng().gen();
+    let retry_at = match super::next_step(
+        r.verdict,
+        &r.text,
+        n.attempts,
+        &c.cfg.policy,
+        c.now_ms(),
+        unit,
+    ) {
+        Outcome::Retry { due_ms } => Some(due_ms),
+        Outcome::Success => None,
+        other => {
+            tracing::warn!(notice = %id, to = %account.contact_email, outcome = ?other, "operational email given up");
+            None
+        }
+    };
+    if let Err(e) = c.store.notice_done(n.shard, &id, retry_at).await {
+        tracing::warn!(notice = %id, error = %e, "could not record a notice's outcome");
+    }
+}

@@ -1,0 +1,242 @@
+//! The email side of the store: operational notices and their outbox, and
+//! digests (deliveries held per subscription until the period ends).
+
+use uuid::Uuid;
+
+use super::{Attempt, Claimed, Outcome, Store, StoreError};
+use crate::domain::notice::Notice;
+
+/// A notice claimed for sending.
+#[derive(Debug, Clone)]
+pub struct ClaimedNotice {
+    pub shard: u16,
+    pub notice: Notice,
+    /// Attempts including this one.
+    pub attempts: u32,
+}
+
+/// A digest claimed for sending.
+#[derive(Debug, Clone)]
+pub struct ClaimedDigest {
+    pub shard: u16,
+    pub subscription_id: Uuid,
+    pub token: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When the digest fell due (its period's end, or earlier when full).
+    pub due_ms: i64,
+    pub total: u64,
+    /// Events per type, sorted by type.
+    pub counts: Vec<(String, u64)>,
+    /// The newest events: (event id, type, occurred ms), newest first.
+    pub latest: Vec<(Uuid, String, i64)>,
+}
+
+/// How long a "this was reported" marker is kept.
+const REPORTED_TTL_MS: i64 = 30 * 86_400_000;
+
+impl Store {
+    /// Records `notice` and queues it for email. With `once_per`, a notice
+    /// whose (name, value) was already recorded is skipped; returns whether
+    /// it was recorded.
+    pub async fn add_notice(
+        &self,
+        notice: &Notice,
+        once_per: Option<(&str, &str)>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let shard = self.keys.shard_of(&notice.account_id);
+        let (name, value) = once_per.unwrap_or(("", ""));
+        let mut inv = self.scripts.notice.key(self.keys.outbox(shard));
+        inv.arg(self.keys.shard_base(shard))
+            .arg(notice.account_id.to_string())
+            .arg(notice.id.to_string())
+            .arg(notice.to_json())
+            .arg(now_ms)
+            .arg(name)
+            .arg(value)
+            .arg(REPORTED_TTL_MS);
+        let mut conn = self.conn();
+        let recorded: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    /// Claims up to `max` due notices of `shard` for `lease_ms`.
+    pub async fn claim_notices(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        max: usize,
+    ) -> Result<Vec<ClaimedNotice>, StoreError> {
+        let mut inv = self.scripts.outbox_claim.key(self.keys.outbox(shard));
+        inv.arg(self.keys.shard_base(shard))
+            .arg(now_ms)
+            .arg(lease_ms)
+            .arg(max);
+        let mut conn = self.conn();
+        let flat: Vec<String> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        let mut out = Vec::new();
+        for c in flat.chunks_exact(3) {
+            match serde_json::from_str::<Notice>(&c[1]) {
+                Ok(notice) => out.push(ClaimedNotice {
+                    shard,
+                    notice,
+                    attempts: c[2].parse().unwrap_or(1),
+                }),
+                Err(e) => {
+                    tracing::error!(notice = %c[0], error = %e, "unreadable notice dropped");
+                    if let Ok(id) = Uuid::parse_str(&c[0]) {
+                        self.notice_done(shard, &id, None).await?;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends a claimed notice (`retry_at` None: sent or refused for good) or
+    /// makes it due again at `retry_at`.
+    pub async fn notice_done(
+        &self,
+        shard: u16,
+        id: &Uuid,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut inv = self.scripts.outbox_done.key(self.keys.outbox(shard));
+        inv.arg(self.keys.shard_base(shard))
+            .arg(id.to_string())
+            .arg(if retry_at.is_some() { "retry" } else { "done" })
+            .arg(retry_at.unwrap_or(0));
+        let mut conn = self.conn();
+        let _: String = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a claimed delivery of a digest subscription into the
+    /// subscription's open digest, due at `due_ms` (sooner when the digest
+    /// reaches `max_events`). False when the claim was superseded.
+    pub async fn hold_for_digest(
+        &self,
+        claimed: &Claimed,
+        due_ms: i64,
+        max_events: usize,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self
+            .scripts
+            .digest_hold
+            .key(self.keys.schedule(claimed.shard));
+        inv.key(self.keys.leases(claimed.shard))
+            .arg(self.keys.shard_base(claimed.shard))
+            .arg(claimed.delivery_id.to_string())
+            .arg(&claimed.token)
+            .arg(now_ms)
+            .arg(claimed.subscription_id.to_string())
+            .arg(due_ms)
+            .arg(&claimed.event_type)
+            .arg(max_events);
+        let mut conn = self.conn();
+        let reply: String = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(reply == "ok")
+    }
+
+    /// Claims up to `max` due digests of `shard` for `lease_ms`, each with
+    /// its `latest` newest events.
+    pub async fn claim_digests(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        max: usize,
+        latest: usize,
+    ) -> Result<Vec<ClaimedDigest>, StoreError> {
+        let mut inv = self.scripts.digest_claim.key(self.keys.schedule(shard));
+        inv.arg(self.keys.shard_base(shard))
+            .arg(now_ms)
+            .arg(lease_ms)
+            .arg(max)
+            .arg(latest);
+        let mut conn = self.conn();
+        let flat: Vec<String> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        let bad = |what: &str| StoreError::Internal(format!("digest claim reply: bad {what}"));
+        flat.chunks_exact(7)
+            .map(|c| {
+                let words: Vec<&str> = c[5].split_whitespace().collect();
+                let mut counts: Vec<(String, u64)> = words
+                    .chunks_exact(2)
+                    .map(|p| (p[0].to_owned(), p[1].parse().unwrap_or(0)))
+                    .collect();
+                counts.sort();
+                let words: Vec<&str> = c[6].split_whitespace().collect();
+                let latest = words
+                    .chunks_exact(3)
+                    .filter_map(|p| {
+                        Some((
+                            Uuid::parse_str(p[0]).ok()?,
+                            p[1].to_owned(),
+                            p[2].parse().ok()?,
+                        ))
+                    })
+                    .collect();
+                Ok(ClaimedDigest {
+                    shard,
+                    subscription_id: Uuid::parse_str(&c[0]).map_err(|_| bad("subscription"))?,
+                    token: c[1].clone(),
+                    attempts: c[2].parse().map_err(|_| bad("attempts"))?,
+                    due_ms: c[3].parse::<f64>().map_err(|_| bad("due"))? as i64,
+                    total: c[4].parse().map_err(|_| bad("total"))?,
+                    counts,
+                    latest,
+                })
+            })
+            .collect()
+    }
+
+    /// Records the outcome of sending a digest on each of its deliveries
+    /// (`Success`, `Retry` or `Fail`). False when the claim was superseded.
+    pub async fn finish_digest(
+        &self,
+        claimed: &ClaimedDigest,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, due, error) = match outcome {
+            Outcome::Success => ("success", 0, ""),
+            Outcome::Retry { due_ms } | Outcome::Wait { due_ms } => ("retry", *due_ms, ""),
+            Outcome::Fail { error } | Outcome::Drop { error } => ("fail", 0, error.as_str()),
+        };
+        let attempt_json = match attempt {
+            Some(a) => serde_json::to_string(a).map_err(|e| StoreError::Internal(e.to_string()))?,
+            None => String::new(),
+        };
+        let mut inv = self
+            .scripts
+            .digest_finish
+            .key(self.keys.schedule(claimed.shard));
+        inv.arg(self.keys.shard_base(claimed.shard))
+            .arg(claimed.subscription_id.to_string())
+            .arg(&claimed.token)
+            .arg(name)
+            .arg(now_ms)
+            .arg(due)
+            .arg(attempt_json)
+            .arg(error);
+        let mut conn = self.conn();
+        let reply: String = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(reply == "ok")
+    }
+}

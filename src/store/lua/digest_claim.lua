@@ -1,0 +1,64 @@
+-- Claims digests of one shard that are due: those whose period ended
+-- (their events move to a `:sending` list, so new events start the next
+-- digest) and those being sent whose lease or retry time passed. A claim
+-- raises the digest's token; only the latest claim may record the outcome.
+-- KEYS[1]  the shard's schedule (declares the shard's slot)
+-- ARGV     base, now_ms, lease_ms, max, how many newest events to list
+-- Returns  per digest 7 strings: subscription id, token, attempts made,
+--          due ms, event count, counts ('type n type n ...'), newest
+--          events ('event_id type occurred_ms ...', newest first)
+local base, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local max, latest_n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local sending = base .. 'digest-sending'
+local digests = base .. 'digests'
+local out = {}
+
+local function emit(sub)
+  local list = base .. 'digest:' .. sub
+  local skey = list .. ':sending'
+  local token = redis.call('INCR', list .. ':token')
+  redis.call('ZADD', sending, now + lease, sub)
+  local meta = redis.call('HMGET', skey .. ':meta', 'attempts', 'due')
+  local counts = redis.call('HGETALL', skey .. ':counts')
+  local latest = {}
+  local ids = redis.call('LRANGE', skey, -latest_n, -1)
+  for i = #ids, 1, -1 do
+    local d = redis.call('HMGET', base .. 'dlv:' .. ids[i], 'event_id', 'event_type')
+    if d[1] then
+      local occ = redis.call('HGET', base .. 'event:' .. d[1], 'occurred_at') or '0'
+      latest[#latest + 1] = d[1] .. ' ' .. d[2] .. ' ' .. occ
+    end
+  end
+  out[#out + 1] = sub
+  out[#out + 1] = tostring(token)
+  out[#out + 1] = meta[1] or '0'
+  out[#out + 1] = meta[2] or tostring(now)
+  out[#out + 1] = tostring(redis.call('LLEN', skey))
+  out[#out + 1] = table.concat(counts, ' ')
+  out[#out + 1] = table.concat(latest, ' ')
+end
+
+for _, sub in ipairs(redis.call('ZRANGEBYSCORE', sending, '-inf', now, 'LIMIT', 0, max)) do
+  emit(sub)
+end
+for _, sub in ipairs(redis.call('ZRANGEBYSCORE', digests, '-inf', now, 'LIMIT', 0, max)) do
+  local list = base .. 'digest:' .. sub
+  local skey = list .. ':sending'
+  if redis.call('ZSCORE', sending, sub) then
+    -- The previous digest is still being sent or retried: this one waits.
+    redis.call('ZADD', digests, now + 60000, sub)
+  elseif redis.call('EXISTS', list) == 0 then
+    redis.call('ZREM', digests, sub)
+  else
+    local due = redis.call('ZSCORE', digests, sub)
+    redis.call('ZREM', digests, sub)
+    redis.call('DEL', skey .. ':counts')
+    redis.call('RENAME', list, skey)
+    if redis.call('EXISTS', list .. ':counts') == 1 then
+      redis.call('RENAME', list .. ':counts', skey .. ':counts')
+    end
+    redis.call('HSET', skey .. ':meta', 'attempts', 0, 'due', due)
+    emit(sub)
+  end
+end
+return out

@@ -1,0 +1,58 @@
+-- Records the outcome of sending one digest on every delivery it holds: the
+-- same attempt in each history, and the same status.
+-- KEYS[1]  the shard's schedule (declares the shard's slot)
+-- ARGV     base, subscription id, claim token, outcome ('success', 'retry',
+--          'fail'), now_ms, next due ms (retry), attempt JSON ('' for
+--          none), error text (fail)
+-- Returns  'ok', or 'stale' when the claim was superseded.
+local base, sub, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, due = tonumber(ARGV[5]), ARGV[6]
+local list = base .. 'digest:' .. sub
+local skey = list .. ':sending'
+if redis.call('GET', list .. ':token') ~= token then
+  return 'stale'
+end
+local status = 'pending'
+if outcome == 'success' then
+  status = 'succeeded'
+elseif outcome == 'fail' then
+  status = 'failed'
+end
+for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
+  local dkey = base .. 'dlv:' .. did
+  local cur = redis.call('HMGET', dkey, 'status', 'sub_id', 'created_at')
+  if cur[1] then
+    local expires = expiry_of(dkey, now)
+    if ARGV[7] ~= '' then
+      local akey = dkey .. ':attempts'
+      redis.call('RPUSH', akey, ARGV[7])
+      if expires then
+        redis.call('PEXPIREAT', akey, expires)
+      end
+      redis.call('HINCRBY', dkey, 'attempts', 1)
+      redis.call('HSET', dkey, 'last_attempt_at', now)
+    end
+    if status == 'pending' then
+      redis.call('HSET', dkey, 'next_attempt_at', due)
+    else
+      redis.call('HDEL', dkey, 'next_attempt_at')
+      if status == 'failed' and ARGV[8] ~= '' then
+        redis.call('HSET', dkey, 'error', ARGV[8])
+      end
+      if status ~= cur[1] then
+        track_failed(base, did, cur[2], cur[3], cur[1], status, now, expires)
+        redis.call('HSET', dkey, 'status', status)
+      end
+    end
+  end
+end
+if status == 'pending' then
+  if ARGV[7] ~= '' then
+    redis.call('HINCRBY', skey .. ':meta', 'attempts', 1)
+  end
+  redis.call('ZADD', base .. 'digest-sending', due, sub)
+else
+  redis.call('DEL', skey, skey .. ':counts', skey .. ':meta')
+  redis.call('ZREM', base .. 'digest-sending', sub)
+end
+return 'ok'

@@ -1,0 +1,31 @@
+-- Puts one claimed delivery of a digest subscription into the
+-- subscription's open digest instead of sending it. The delivery stays
+-- pending (due when the digest is) until the digest is sent.
+-- KEYS[1]  the shard's schedule      KEYS[2]  the shard's leases
+-- ARGV     base, delivery id, claim token, now_ms, subscription id, digest
+--          due ms (the period's end), event type, most events per digest
+-- Returns  'ok', or 'stale' when the claim was superseded.
+local base, did, token = ARGV[1], ARGV[2], ARGV[3]
+local now, sub, due = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local dkey = base .. 'dlv:' .. did
+if redis.call('HGET', dkey, 'claim') ~= token then
+  return 'stale'
+end
+redis.call('ZREM', KEYS[2], did)
+if redis.call('HSETNX', dkey, 'digest', '1') == 0 then
+  -- Already in a digest (e.g. retried by hand while held): nothing to add.
+  return 'ok'
+end
+local list = base .. 'digest:' .. sub
+redis.call('RPUSH', list, did)
+redis.call('HINCRBY', list .. ':counts', ARGV[7], 1)
+if redis.call('LLEN', list) >= tonumber(ARGV[8]) then
+  due = now
+end
+local digests = base .. 'digests'
+local cur = redis.call('ZSCORE', digests, sub)
+if not cur or due < tonumber(cur) then
+  redis.call('ZADD', digests, due, sub)
+end
+redis.call('HSET', dkey, 'next_attempt_at', due)
+return 'ok'
