@@ -55,7 +55,9 @@ pub struct DigestEmail<'a> {
     pub digest: Digest,
     /// Identifies this digest (for its `Message-ID`).
     pub digest_id: &'a str,
-    pub period_end_ms: i64,
+    /// When the first and the last of its events arrived (ms).
+    pub first_ms: i64,
+    pub last_ms: i64,
     pub total: u64,
     /// Events per type, sorted by type.
     pub counts: Vec<(String, u64)>,
@@ -291,17 +293,13 @@ impl Composer {
 
     /// The message gathering a digest period's events.
     pub fn digest(&self, d: &DigestEmail<'_>) -> Result<Message, String> {
-        let period = match d.digest {
-            Digest::Daily => 86_400_000,
-            _ => 3_600_000,
-        };
         let view = DigestView {
             to: d.to,
             digest: d.digest.as_str(),
             description: d.description,
             total: d.total,
-            period_start: format_ms(d.period_end_ms - period),
-            period_end: format_ms(d.period_end_ms),
+            period_start: format_ms(d.first_ms),
+            period_end: format_ms(d.last_ms),
             counts: &d.counts,
             latest: d
                 .latest
@@ -578,7 +576,8 @@ mod tests {
                 description: None,
                 digest: Digest::Hourly,
                 digest_id: "abc-3",
-                period_end_ms: 1_795_950_000_000,
+                first_ms: 1_795_946_400_000,
+                last_ms: 1_795_949_000_000,
                 total: 3,
                 counts: vec![("customer.created".into(), 1), ("meter.created".into(), 2)],
                 latest: vec![DigestEntry {
@@ -593,7 +592,10 @@ mod tests {
         assert!(h.contains("Message-ID: <digest-abc-3@mail.example>"), "{h}");
         let r = body(&m);
         assert!(r.contains("meter.created: 2"), "{r}");
-        assert!(r.contains("2026-11-29T10:00:00.000Z"), "{r}");
+        assert!(
+            r.contains("received between 2026-11-29T10:00:00.000Z and"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -292,7 +292,8 @@ async fn send_digest(
                     digest
                 },
                 digest_id: &digest_id,
-                period_end_ms: d.due_ms,
+                first_ms: d.first_ms,
+                last_ms: d.last_ms,
                 total: d.total,
                 counts: d.counts.clone(),
                 latest: d

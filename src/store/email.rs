@@ -23,8 +23,9 @@ pub struct ClaimedDigest {
     pub token: String,
     /// Attempts made before this one.
     pub attempts: u32,
-    /// When the digest fell due (its period's end, or earlier when full).
-    pub due_ms: i64,
+    /// When its first and its last event arrived (ms).
+    pub first_ms: i64,
+    pub last_ms: i64,
     pub total: u64,
     /// Events per type, sorted by type.
     pub counts: Vec<(String, u64)>,
@@ -170,15 +171,15 @@ impl Store {
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
         let bad = |what: &str| StoreError::Internal(format!("digest claim reply: bad {what}"));
-        flat.chunks_exact(7)
+        flat.chunks_exact(8)
             .map(|c| {
-                let words: Vec<&str> = c[5].split_whitespace().collect();
+                let words: Vec<&str> = c[6].split_whitespace().collect();
                 let mut counts: Vec<(String, u64)> = words
                     .chunks_exact(2)
                     .map(|p| (p[0].to_owned(), p[1].parse().unwrap_or(0)))
                     .collect();
                 counts.sort();
-                let words: Vec<&str> = c[6].split_whitespace().collect();
+                let words: Vec<&str> = c[7].split_whitespace().collect();
                 let latest = words
                     .chunks_exact(3)
                     .filter_map(|p| {
@@ -194,8 +195,9 @@ impl Store {
                     subscription_id: Uuid::parse_str(&c[0]).map_err(|_| bad("subscription"))?,
                     token: c[1].clone(),
                     attempts: c[2].parse().map_err(|_| bad("attempts"))?,
-                    due_ms: c[3].parse::<f64>().map_err(|_| bad("due"))? as i64,
-                    total: c[4].parse().map_err(|_| bad("total"))?,
+                    first_ms: c[3].parse().map_err(|_| bad("first"))?,
+                    last_ms: c[4].parse().map_err(|_| bad("last"))?,
+                    total: c[5].parse().map_err(|_| bad("total"))?,
                     counts,
                     latest,
                 })

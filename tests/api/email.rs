@@ -351,6 +351,7 @@ async fn a_digest_gathers_the_period_and_is_sent_once_by_two_replicas_after_a_re
     assert_eq!(smtp.messages().len(), 1, "sent once");
     let m = &mails[0];
     assert_eq!(m.subject, "[courier] hourly digest: 7 events");
+    assert!(m.text.contains("7 events received between"), "{}", m.text);
     assert_eq!(m.to, "digest@acme.example");
     assert!(m.text.contains("meter_data.received: 5"), "{}", m.text);
     assert!(m.text.contains("customer.created: 2"), "{}", m.text);

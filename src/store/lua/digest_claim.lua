@@ -4,9 +4,10 @@
 -- raises the digest's token; only the latest claim may record the outcome.
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
 -- ARGV     base, now_ms, lease_ms, max, how many newest events to list
--- Returns  per digest 7 strings: subscription id, token, attempts made,
---          due ms, event count, counts ('type n type n ...'), newest
---          events ('event_id type occurred_ms ...', newest first)
+-- Returns  per digest 8 strings: subscription id, token, attempts made,
+--          when the first and the last of its deliveries were created (ms),
+--          event count, counts ('type n type n ...'), newest events
+--          ('event_id type occurred_ms ...', newest first)
 local base, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max, latest_n = tonumber(ARGV[4]), tonumber(ARGV[5])
 local sending = base .. 'digest-sending'
@@ -18,7 +19,7 @@ local function emit(sub)
   local skey = list .. ':sending'
   local token = redis.call('INCR', list .. ':token')
   redis.call('ZADD', sending, now + lease, sub)
-  local meta = redis.call('HMGET', skey .. ':meta', 'attempts', 'due')
+  local meta = redis.call('HMGET', skey .. ':meta', 'attempts')
   local counts = redis.call('HGETALL', skey .. ':counts')
   local latest = {}
   local ids = redis.call('LRANGE', skey, -latest_n, -1)
@@ -32,7 +33,10 @@ local function emit(sub)
   out[#out + 1] = sub
   out[#out + 1] = tostring(token)
   out[#out + 1] = meta[1] or '0'
-  out[#out + 1] = meta[2] or tostring(now)
+  for _, at in ipairs({0, -1}) do
+    local did = redis.call('LINDEX', skey, at)
+    out[#out + 1] = (did and redis.call('HGET', base .. 'dlv:' .. did, 'created_at')) or tostring(now)
+  end
   out[#out + 1] = tostring(redis.call('LLEN', skey))
   out[#out + 1] = table.concat(counts, ' ')
   out[#out + 1] = table.concat(latest, ' ')
