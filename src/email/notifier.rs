@@ -150,6 +150,31 @@ fn count(kind: &'static str, r: &SmtpResult) {
     metrics::counter!(m::EMAILS, "kind" => kind, "result" => result).increment(1);
 }
 
+/// Sends `message` (the caller holds a slot) and works out what follows:
+/// the outcome after `attempts_before` earlier attempts, and the attempt as
+/// the history shows it.
+async fn attempt(
+    c: &EngineCtx,
+    mailer: &Mailer,
+    kind: &'static str,
+    message: lettre::Message,
+    attempts_before: u32,
+) -> (Outcome, Attempt) {
+    let (r, started_ms, duration_ms) = send_timed(mailer, message).await;
+    count(kind, &r);
+    let unit: f64 = rand::thread_rng().gen();
+    let outcome = super::next_step(
+        r.verdict,
+        &r.text,
+        attempts_before + 1,
+        &c.cfg.policy,
+        c.now_ms(),
+        unit,
+    );
+    let attempt = attempt_of(&r, started_ms, duration_ms, &outcome);
+    (outcome, attempt)
+}
+
 /// The attempt as shown in a delivery's history.
 fn attempt_of(r: &SmtpResult, started_ms: i64, duration_ms: u64, outcome: &Outcome) -> Attempt {
     let accepted = r.verdict == SmtpVerdict::Accepted;
@@ -210,18 +235,8 @@ async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, j
                 None,
             ),
             Ok(message) => {
-                let (r, started_ms, duration_ms) = send_timed(&mailer, message).await;
-                count("event", &r);
-                let unit: f64 = rand::thread_rng().gen();
-                let outcome = super::next_step(
-                    r.verdict,
-                    &r.text,
-                    claimed.attempts + 1,
-                    &c.cfg.policy,
-                    c.now_ms(),
-                    unit,
-                );
-                let attempt = attempt_of(&r, started_ms, duration_ms, &outcome);
+                let (outcome, attempt) =
+                    attempt(&c, &mailer, "event", message, claimed.attempts).await;
                 (outcome, Some(attempt))
             }
         }
@@ -315,18 +330,8 @@ async fn send_digest(
                 ),
                 Ok(message) => {
                     let _slot = slots.acquire().await;
-                    let (r, started_ms, duration_ms) = send_timed(&mailer, message).await;
-                    count("digest", &r);
-                    let unit: f64 = rand::thread_rng().gen();
-                    let outcome = super::next_step(
-                        r.verdict,
-                        &r.text,
-                        d.attempts + 1,
-                        &c.cfg.policy,
-                        c.now_ms(),
-                        unit,
-                    );
-                    let attempt = attempt_of(&r, started_ms, duration_ms, &outcome);
+                    let (outcome, attempt) =
+                        attempt(&c, &mailer, "digest", message, d.attempts).await;
                     (outcome, Some(attempt))
                 }
             }

@@ -118,6 +118,13 @@ impl DeliveryRecord {
     }
 }
 
+/// An attempt as the scripts take it: its JSON, or '' for none.
+pub(super) fn attempt_json(attempt: Option<&Attempt>) -> Result<String, StoreError> {
+    attempt.map_or(Ok(String::new()), |a| {
+        serde_json::to_string(a).map_err(|e| StoreError::Internal(e.to_string()))
+    })
+}
+
 /// What a manual retry did to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeued {
@@ -179,10 +186,7 @@ impl Store {
             Outcome::Wait { due_ms } => ("wait", *due_ms, ""),
             Outcome::Drop { error } => ("drop", 0, error.as_str()),
         };
-        let attempt_json = match attempt {
-            Some(a) => serde_json::to_string(a).map_err(|e| StoreError::Internal(e.to_string()))?,
-            None => String::new(),
-        };
+        let attempt_json = attempt_json(attempt)?;
         let mut inv = self.scripts.finish.key(self.keys.schedule(claimed.shard));
         inv.key(self.keys.leases(claimed.shard))
             .arg(self.keys.shard_base(claimed.shard))

@@ -219,10 +219,7 @@ impl Store {
             Outcome::Retry { due_ms } | Outcome::Wait { due_ms } => ("retry", *due_ms, ""),
             Outcome::Fail { error } | Outcome::Drop { error } => ("fail", 0, error.as_str()),
         };
-        let attempt_json = match attempt {
-            Some(a) => serde_json::to_string(a).map_err(|e| StoreError::Internal(e.to_string()))?,
-            None => String::new(),
-        };
+        let attempt_json = super::deliveries::attempt_json(attempt)?;
         let mut inv = self
             .scripts
             .digest_finish

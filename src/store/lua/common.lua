@@ -25,6 +25,19 @@ local function expiry_of(key, now)
   return nil
 end
 
+-- Appends one attempt (JSON) to a delivery's history; the history expires
+-- with the delivery.
+local function record_attempt(dkey, json, now)
+  local akey = dkey .. ':attempts'
+  redis.call('RPUSH', akey, json)
+  local expires = expiry_of(dkey, now)
+  if expires then
+    redis.call('PEXPIREAT', akey, expires)
+  end
+  redis.call('HINCRBY', dkey, 'attempts', 1)
+  redis.call('HSET', dkey, 'last_attempt_at', now)
+end
+
 -- Returns deliveries whose lease expired (their process died or hung) to
 -- the schedule, due now. Returns how many.
 local function reclaim_expired(schedule, leases, now)

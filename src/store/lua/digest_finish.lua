@@ -22,15 +22,8 @@ for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
   local dkey = base .. 'dlv:' .. did
   local cur = redis.call('HMGET', dkey, 'status', 'sub_id', 'created_at')
   if cur[1] then
-    local expires = expiry_of(dkey, now)
     if ARGV[7] ~= '' then
-      local akey = dkey .. ':attempts'
-      redis.call('RPUSH', akey, ARGV[7])
-      if expires then
-        redis.call('PEXPIREAT', akey, expires)
-      end
-      redis.call('HINCRBY', dkey, 'attempts', 1)
-      redis.call('HSET', dkey, 'last_attempt_at', now)
+      record_attempt(dkey, ARGV[7], now)
     end
     if status == 'pending' then
       redis.call('HSET', dkey, 'next_attempt_at', due)
@@ -40,7 +33,7 @@ for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
         redis.call('HSET', dkey, 'error', ARGV[8])
       end
       if status ~= cur[1] then
-        track_failed(base, did, cur[2], cur[3], cur[1], status, now, expires)
+        track_failed(base, did, cur[2], cur[3], cur[1], status, now, expiry_of(dkey, now))
         redis.call('HSET', dkey, 'status', status)
       end
     end

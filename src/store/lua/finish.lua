@@ -23,14 +23,7 @@ if outcome == 'wait' then
   return 'ok'
 end
 if ARGV[7] ~= '' then
-  local akey = dkey .. ':attempts'
-  redis.call('RPUSH', akey, ARGV[7])
-  local expires = expiry_of(dkey, now)
-  if expires then
-    redis.call('PEXPIREAT', akey, expires)
-  end
-  redis.call('HINCRBY', dkey, 'attempts', 1)
-  redis.call('HSET', dkey, 'last_attempt_at', now)
+  record_attempt(dkey, ARGV[7], now)
 end
 local status = 'pending'
 if outcome == 'retry' then
