@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 
 use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job};
 use super::engine::EngineCtx;
+use super::finisher::Finisher;
 use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
 use crate::email::notifier::{EmailNotifier, SendEmail};
@@ -56,6 +57,8 @@ pub struct Scheduler {
     /// The HTTP client every deliverer of this arbiter uses (awc is not
     /// `Send`: it is made here, on the engine's thread).
     sender: Rc<Sender>,
+    /// Records the deliverers' outcomes in batches.
+    finisher: Finisher,
     /// Sends email deliveries.
     notifier: Addr<EmailNotifier>,
     /// A round or a sleep is under way (one at a time).
@@ -73,6 +76,7 @@ impl Scheduler {
         ));
         Self {
             sender,
+            finisher: Finisher::new(ctx.store.clone()),
             notifier,
             ctx,
             deliverers: HashMap::new(),
@@ -108,7 +112,10 @@ impl Scheduler {
                         .or_insert_with(|| {
                             let url = url.clone();
                             let sender = self.sender.clone();
-                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx, sender))
+                            let finisher = self.finisher.clone();
+                            Supervisor::start(move |_| {
+                                EndpointDeliverer::new(url, ctx, sender, finisher)
+                            })
                         })
                         .clone();
                     addr.do_send(Deliver(Job { claimed, sub: s }));

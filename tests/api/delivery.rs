@@ -778,3 +778,58 @@ async fn metrics_count_ingest_and_deliveries() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }
+
+#[actix_web::test]
+async fn outcomes_recorded_together_are_each_checked_against_their_own_claim() {
+    // No engine: this test claims and finishes by hand through the store.
+    let app = spawn_app_with(|s| s.delivery.enabled = false).await;
+    let (account, key) = app.create_account().await;
+    app.subscribe(&key, "http://127.0.0.1:9/a", &["*"], json!({}))
+        .await;
+    app.subscribe(&key, "http://127.0.0.1:9/b", &["*"], json!({}))
+        .await;
+    app.subscribe(&key, "http://127.0.0.1:9/c", &["*"], json!({}))
+        .await;
+    app.ingest(&account, "cus_1").await;
+
+    let mut settings = crate::helpers::test_settings();
+    settings.redis.key_prefix = app.prefix.clone();
+    let store = courier::store::Store::connect(&settings).await.unwrap();
+    let shard = store
+        .keys()
+        .shard_of(&uuid::Uuid::parse_str(&account).unwrap());
+    let now = chrono::Utc::now().timestamp_millis();
+    let claimed = store.claim(shard, now, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    // The third claim is superseded: someone claimed it again meanwhile.
+    let mut stale = claimed[2].clone();
+    stale.token = "0".into();
+    let success = courier::store::Outcome::Success;
+    let retry = courier::store::Outcome::Retry {
+        due_ms: now + 60_000,
+    };
+    let items = [
+        (&claimed[0], &success, None),
+        (&claimed[1], &retry, None),
+        (&stale, &success, None),
+    ];
+    let oks = store.finish_many(shard, &items, now).await.unwrap();
+    assert_eq!(oks, vec![true, true, false]);
+
+    let status = |i: usize| {
+        let id = claimed[i].delivery_id;
+        let app = &app;
+        let key = key.clone();
+        async move {
+            app.get(&format!("/v1/deliveries/{id}"), Some(&key))
+                .await
+                .body["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(status(0).await, "succeeded");
+    assert_eq!(status(1).await, "pending");
+    assert_eq!(status(2).await, "pending", "a stale claim changes nothing");
+}
