@@ -20,7 +20,6 @@ use uuid::Uuid;
 use super::backlog::{self, Latency};
 use super::breaker::{Admission, BreakerState};
 use super::engine::EngineCtx;
-use super::finisher::Finisher;
 use super::notification::{self, judge, next_step, Verdict};
 use super::ratelimit::TokenBucket;
 use super::retry::parse_retry_after;
@@ -59,8 +58,6 @@ pub struct EndpointDeliverer {
     /// The engine's HTTP client, shared by every deliverer of the arbiter
     /// (one bounded connection pool; connections are kept per endpoint).
     sender: Rc<Sender>,
-    /// Records outcomes, batched per shard.
-    finisher: Finisher,
     /// Claimed deliveries waiting for a free connection.
     queue: VecDeque<Job>,
     /// Requests under way.
@@ -81,7 +78,7 @@ pub struct EndpointDeliverer {
 }
 
 impl EndpointDeliverer {
-    pub fn new(url: String, ctx: Arc<EngineCtx>, sender: Rc<Sender>, finisher: Finisher) -> Self {
+    pub fn new(url: String, ctx: Arc<EngineCtx>, sender: Rc<Sender>) -> Self {
         // A first guess; the average follows the endpoint within a few
         // requests (a hanging one reaches its timeout after a handful).
         let latency = Latency::new(INITIAL_LATENCY_MS);
@@ -89,7 +86,6 @@ impl EndpointDeliverer {
             url,
             ctx,
             sender,
-            finisher,
             queue: VecDeque::new(),
             in_flight: 0,
             breaker: BreakerState::default(),
@@ -105,14 +101,7 @@ impl EndpointDeliverer {
     /// Records `outcome` for `job` in the background (the task outlives a
     /// restart of this actor) and frees its slot.
     fn finish(&self, job: Job, outcome: Outcome, attempt: Option<Attempt>) {
-        finish_in_background(
-            self.ctx.clone(),
-            self.finisher.clone(),
-            job,
-            outcome,
-            attempt,
-            None,
-        );
+        finish_in_background(self.ctx.clone(), job, outcome, attempt, None);
     }
 
     /// Starts as many queued deliveries as the limits allow.
@@ -248,14 +237,7 @@ impl EndpointDeliverer {
             success: endpoint_ok,
             gone: verdict == Verdict::Gone,
         });
-        finish_in_background(
-            self.ctx.clone(),
-            self.finisher.clone(),
-            job,
-            outcome,
-            Some(attempt),
-            endpoint,
-        );
+        finish_in_background(self.ctx.clone(), job, outcome, Some(attempt), endpoint);
     }
 }
 
@@ -269,7 +251,6 @@ struct EndpointUpdate {
 
 fn finish_in_background(
     ctx: Arc<EngineCtx>,
-    finisher: Finisher,
     job: Job,
     outcome: Outcome,
     attempt: Option<Attempt>,
@@ -277,8 +258,9 @@ fn finish_in_background(
 ) {
     actix::spawn(async move {
         let now = ctx.now_ms();
-        match finisher
-            .finish(job.claimed.clone(), outcome.clone(), attempt)
+        match ctx
+            .store
+            .finish(&job.claimed, &outcome, attempt.as_ref(), now)
             .await
         {
             Ok(true) => match &outcome {

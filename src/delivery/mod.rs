@@ -7,7 +7,6 @@ pub mod breaker;
 pub mod deliverer;
 pub mod disable;
 pub mod engine;
-pub mod finisher;
 pub mod janitor;
 pub mod notification;
 pub mod ratelimit;

@@ -17,7 +17,6 @@ use futures_util::FutureExt;
 
 use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job};
 use super::engine::EngineCtx;
-use super::finisher::Finisher;
 use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
 use crate::email::notifier::{EmailNotifier, SendEmail};
@@ -57,8 +56,6 @@ pub struct Scheduler {
     /// The HTTP client every deliverer of this arbiter uses (awc is not
     /// `Send`: it is made here, on the engine's thread).
     sender: Rc<Sender>,
-    /// Records the deliverers' outcomes in batches.
-    finisher: Finisher,
     /// Sends email deliveries.
     notifier: Addr<EmailNotifier>,
     /// A round or a sleep is under way (one at a time).
@@ -76,7 +73,6 @@ impl Scheduler {
         ));
         Self {
             sender,
-            finisher: Finisher::new(ctx.store.clone()),
             notifier,
             ctx,
             deliverers: HashMap::new(),
@@ -112,10 +108,7 @@ impl Scheduler {
                         .or_insert_with(|| {
                             let url = url.clone();
                             let sender = self.sender.clone();
-                            let finisher = self.finisher.clone();
-                            Supervisor::start(move |_| {
-                                EndpointDeliverer::new(url, ctx, sender, finisher)
-                            })
+                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx, sender))
                         })
                         .clone();
                     addr.do_send(Deliver(Job { claimed, sub: s }));

@@ -73,19 +73,6 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
-    /// The outcome as the finish scripts take it: name, next due ms, error.
-    fn script_args(&self) -> (&'static str, i64, &str) {
-        match self {
-            Outcome::Success => ("success", 0, ""),
-            Outcome::Retry { due_ms } => ("retry", *due_ms, ""),
-            Outcome::Fail { error } => ("fail", 0, error.as_str()),
-            Outcome::Wait { due_ms } => ("wait", *due_ms, ""),
-            Outcome::Drop { error } => ("drop", 0, error.as_str()),
-        }
-    }
-}
-
 /// A delivery as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
@@ -192,7 +179,13 @@ impl Store {
         attempt: Option<&Attempt>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (name, due, error) = outcome.script_args();
+        let (name, due, error) = match outcome {
+            Outcome::Success => ("success", 0, ""),
+            Outcome::Retry { due_ms } => ("retry", *due_ms, ""),
+            Outcome::Fail { error } => ("fail", 0, error.as_str()),
+            Outcome::Wait { due_ms } => ("wait", *due_ms, ""),
+            Outcome::Drop { error } => ("drop", 0, error.as_str()),
+        };
         let attempt_json = attempt_json(attempt)?;
         let mut inv = self.scripts.finish.key(self.keys.schedule(claimed.shard));
         inv.key(self.keys.leases(claimed.shard))
@@ -209,42 +202,6 @@ impl Store {
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
         Ok(reply == "ok")
-    }
-
-    /// Records the outcomes of several claims of one shard in one script
-    /// call; per item, false when its claim was superseded.
-    pub async fn finish_many(
-        &self,
-        shard: u16,
-        items: &[(&Claimed, &Outcome, Option<&Attempt>)],
-        now_ms: i64,
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut inv = self.scripts.finish_many.key(self.keys.schedule(shard));
-        inv.key(self.keys.leases(shard))
-            .arg(self.keys.shard_base(shard))
-            .arg(now_ms);
-        for (claimed, outcome, attempt) in items {
-            debug_assert_eq!(claimed.shard, shard);
-            let (name, due, error) = outcome.script_args();
-            inv.arg(claimed.delivery_id.to_string())
-                .arg(&claimed.token)
-                .arg(name)
-                .arg(due)
-                .arg(attempt_json(*attempt)?)
-                .arg(error);
-        }
-        let mut conn = self.conn();
-        let replies: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        if replies.len() != items.len() {
-            return Err(StoreError::Internal(format!(
-                "finish_many answered {} of {} outcomes",
-                replies.len(),
-                items.len()
-            )));
-        }
-        Ok(replies.iter().map(|r| r == "ok").collect())
     }
 
     /// Returns `shard`'s expired leases to its schedule; how many.

@@ -62,44 +62,6 @@ local function track_failed(base, did, sid, created, from, to, now, expires)
   end
 end
 
--- Records the outcome of one claimed delivery (see finish.lua for the
--- outcomes). Returns 'ok', or 'stale' when the claim was superseded.
-local function finish_one(base, schedule, leases, did, token, outcome, now, due, attempt, err)
-  local dkey = base .. 'dlv:' .. did
-  local cur = redis.call('HMGET', dkey, 'claim', 'status', 'sub_id', 'created_at')
-  if cur[1] ~= token then
-    return 'stale'
-  end
-  redis.call('ZREM', leases, did)
-  if outcome == 'wait' then
-    redis.call('ZADD', schedule, due, did)
-    redis.call('HSET', dkey, 'next_attempt_at', due)
-    return 'ok'
-  end
-  if attempt ~= '' then
-    record_attempt(dkey, attempt, now)
-  end
-  local status = 'pending'
-  if outcome == 'retry' then
-    redis.call('ZADD', schedule, due, did)
-    redis.call('HSET', dkey, 'next_attempt_at', due)
-  elseif outcome == 'success' then
-    status = 'succeeded'
-    redis.call('HDEL', dkey, 'next_attempt_at')
-  else
-    status = 'failed'
-    redis.call('HDEL', dkey, 'next_attempt_at')
-    if err ~= '' then
-      redis.call('HSET', dkey, 'error', err)
-    end
-  end
-  if status ~= cur[2] then
-    track_failed(base, did, cur[3], cur[4], cur[2], status, now, expiry_of(dkey, now))
-    redis.call('HSET', dkey, 'status', status)
-  end
-  return 'ok'
-end
-
 -- A delivery id derived from the event and the subscription (a UUIDv8 from
 -- SHA-1), so that re-running a fan-out can never create a second delivery.
 local function derived_id(event_id, sub_id)

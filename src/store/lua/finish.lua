@@ -9,5 +9,38 @@
 --          is gone or disabled; recorded as failed with the error text).
 -- Returns  'ok', or 'stale' when the claim was superseded (the lease had
 --          expired and someone else claimed the delivery again).
-return finish_one(ARGV[1], KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6],
-  ARGV[7], ARGV[8])
+local base, did, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, due = tonumber(ARGV[5]), ARGV[6]
+local dkey = base .. 'dlv:' .. did
+local cur = redis.call('HMGET', dkey, 'claim', 'status', 'sub_id', 'created_at')
+if cur[1] ~= token then
+  return 'stale'
+end
+redis.call('ZREM', KEYS[2], did)
+if outcome == 'wait' then
+  redis.call('ZADD', KEYS[1], due, did)
+  redis.call('HSET', dkey, 'next_attempt_at', due)
+  return 'ok'
+end
+if ARGV[7] ~= '' then
+  record_attempt(dkey, ARGV[7], now)
+end
+local status = 'pending'
+if outcome == 'retry' then
+  redis.call('ZADD', KEYS[1], due, did)
+  redis.call('HSET', dkey, 'next_attempt_at', due)
+elseif outcome == 'success' then
+  status = 'succeeded'
+  redis.call('HDEL', dkey, 'next_attempt_at')
+else
+  status = 'failed'
+  redis.call('HDEL', dkey, 'next_attempt_at')
+  if ARGV[8] ~= '' then
+    redis.call('HSET', dkey, 'error', ARGV[8])
+  end
+end
+if status ~= cur[2] then
+  track_failed(base, did, cur[3], cur[4], cur[2], status, now, expiry_of(dkey, now))
+  redis.call('HSET', dkey, 'status', status)
+end
+return 'ok'
