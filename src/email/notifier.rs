@@ -71,7 +71,13 @@ impl EmailNotifier {
             let now = c.now_ms();
             let lease = c.cfg.lease_ms;
             for shard in 0..c.store.keys().shards() {
-                match c.store.claim_notices(shard, now, lease, CLAIM_MAX).await {
+                // Claim no more than can start now: a claim waiting for a
+                // connection would spend its lease.
+                let free = slots.available_permits().min(CLAIM_MAX);
+                if free == 0 {
+                    return;
+                }
+                match c.store.claim_notices(shard, now, lease, free).await {
                     Ok(list) => {
                         for n in list {
                             actix::spawn(send_notice(c.clone(), mailer.clone(), slots.clone(), n));
@@ -82,9 +88,13 @@ impl EmailNotifier {
                         return;
                     }
                 }
+                let free = slots.available_permits().min(CLAIM_MAX);
+                if free == 0 {
+                    return;
+                }
                 match c
                     .store
-                    .claim_digests(shard, now, lease, CLAIM_MAX, mailer.digest_latest)
+                    .claim_digests(shard, now, lease, free, mailer.digest_latest)
                     .await
                 {
                     Ok(list) => {
@@ -131,6 +141,12 @@ impl Handler<SendEmail> for EmailNotifier {
             job,
         ));
     }
+}
+
+/// Whether a message claimed at `claimed_at_ms` may still start: its lease
+/// must cover a whole send, or another replica may claim and send it too.
+fn lease_covers(c: &EngineCtx, mailer: &Mailer, claimed_at_ms: i64) -> bool {
+    claimed_at_ms + c.cfg.lease_ms - c.now_ms() >= mailer.timeout.as_millis() as i64 + 1_000
 }
 
 /// Sends (the caller holds a connection slot), timed.
@@ -213,8 +229,7 @@ async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, j
     let _slot = slots.acquire().await;
     let now = c.now_ms();
     // Never start a message the claim's lease cannot cover.
-    let lease_left = claimed.claimed_at_ms + c.cfg.lease_ms - now;
-    let (outcome, attempt) = if lease_left < mailer.timeout.as_millis() as i64 + 1_000 {
+    let (outcome, attempt) = if !lease_covers(&c, &mailer, claimed.claimed_at_ms) {
         (Outcome::Wait { due_ms: now }, None)
     } else {
         let message = mailer.composer.event(&EventEmail {
@@ -295,7 +310,9 @@ async fn send_digest(
                 Channel::Email { address, digest } => (address.clone(), *digest),
                 Channel::Webhook { .. } => (String::new(), Digest::Immediate),
             };
-            let digest_id = format!("{}-{}", d.subscription_id, d.token);
+            // The same for every send of this digest, so a resend after a
+            // crash can be recognised.
+            let digest_id = format!("{}-{}", d.subscription_id, d.first_ms);
             let message = mailer.composer.digest(&DigestEmail {
                 to: &address,
                 subscription_id: s.id,
@@ -330,6 +347,10 @@ async fn send_digest(
                 ),
                 Ok(message) => {
                     let _slot = slots.acquire().await;
+                    if !lease_covers(&c, &mailer, d.claimed_at_ms) {
+                        // Claimed again when the lease runs out.
+                        return;
+                    }
                     let (outcome, attempt) =
                         attempt(&c, &mailer, "digest", message, d.attempts).await;
                     (outcome, Some(attempt))
@@ -377,6 +398,9 @@ async fn send_notice(
         }
     };
     let slot = slots.acquire().await;
+    if !lease_covers(&c, &mailer, n.claimed_at_ms) {
+        return; // claimed again when the lease runs out
+    }
     let (r, _, _) = send_timed(&mailer, message).await;
     drop(slot);
     count("notice", &r);

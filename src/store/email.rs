@@ -10,6 +10,8 @@ use crate::domain::notice::Notice;
 #[derive(Debug, Clone)]
 pub struct ClaimedNotice {
     pub shard: u16,
+    /// When the claim (and its lease) began, ms.
+    pub claimed_at_ms: i64,
     pub notice: Notice,
     /// Attempts including this one.
     pub attempts: u32,
@@ -19,6 +21,8 @@ pub struct ClaimedNotice {
 #[derive(Debug, Clone)]
 pub struct ClaimedDigest {
     pub shard: u16,
+    /// When the claim (and its lease) began, ms.
+    pub claimed_at_ms: i64,
     pub subscription_id: Uuid,
     pub token: String,
     /// Attempts made before this one.
@@ -86,13 +90,16 @@ impl Store {
             match serde_json::from_str::<Notice>(&c[1]) {
                 Ok(notice) => out.push(ClaimedNotice {
                     shard,
+                    claimed_at_ms: now_ms,
                     notice,
                     attempts: c[2].parse().unwrap_or(1),
                 }),
                 Err(e) => {
                     tracing::error!(notice = %c[0], error = %e, "unreadable notice dropped");
                     if let Ok(id) = Uuid::parse_str(&c[0]) {
-                        self.notice_done(shard, &id, None).await?;
+                        if let Err(e) = self.notice_done(shard, &id, None).await {
+                            tracing::warn!(notice = %id, error = %e, "could not drop a notice");
+                        }
                     }
                 }
             }
@@ -192,6 +199,7 @@ impl Store {
                     .collect();
                 Ok(ClaimedDigest {
                     shard,
+                    claimed_at_ms: now_ms,
                     subscription_id: Uuid::parse_str(&c[0]).map_err(|_| bad("subscription"))?,
                     token: c[1].clone(),
                     attempts: c[2].parse().map_err(|_| bad("attempts"))?,

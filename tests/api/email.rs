@@ -492,3 +492,123 @@ async fn an_endpoint_failing_with_its_circuit_open_is_reported_once() {
     );
     assert_eq!(smtp.messages().len(), 1, "one report per failure streak");
 }
+
+#[actix_web::test]
+async fn a_failed_digest_can_be_recovered_into_the_next_one() {
+    let smtp = SmtpServer::start();
+    let app = app_for(&smtp).await;
+    let (account, key) = app.create_account().await;
+    let sub = email_subscription(
+        &app,
+        &key,
+        &["*"],
+        json!({"type": "email", "address": "reject-digest@acme.example", "digest": "daily"}),
+    )
+    .await;
+    ingest(
+        &app,
+        &account,
+        "customer.created",
+        json!({"customer_id": "cus_1"}),
+    )
+    .await;
+    ingest(
+        &app,
+        &account,
+        "customer.created",
+        json!({"customer_id": "cus_2"}),
+    )
+    .await;
+    let digests = {
+        let keys = loop {
+            let keys = app.redis_keys();
+            if keys.iter().any(|k| k.ends_with(":digests")) {
+                break keys;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        keys.into_iter().find(|k| k.ends_with(":digests")).unwrap()
+    };
+    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let due_now = |conn: &mut redis::Connection| {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&digests)
+            .arg(0)
+            .arg(&sub)
+            .query(conn)
+            .unwrap();
+    };
+    // Wait until both are held, then end the period: the server refuses it.
+    app.poll_until(
+        &format!("/v1/subscriptions/{sub}/deliveries"),
+        &key,
+        WAIT,
+        |b| {
+            b["data"]
+                .as_array()
+                .is_some_and(|d| d.len() == 2 && d.iter().all(|x| x["next_attempt_at"].is_string()))
+        },
+    )
+    .await;
+    due_now(&mut conn);
+    let failed = app
+        .poll_until(
+            &format!("/v1/subscriptions/{sub}/deliveries?status=failed"),
+            &key,
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| d.len() == 2),
+        )
+        .await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 2, "{failed}");
+
+    // Fixed address, recover: both go into the next digest and arrive.
+    let r = app
+        .patch(
+            &format!("/v1/subscriptions/{sub}"),
+            Some(&key),
+            &json!({"channel": {"type": "email", "address": "desk@acme.example", "digest": "daily"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(
+            &format!("/v1/subscriptions/{sub}/recover"),
+            Some(&key),
+            &json!({"since": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    app.poll_until(
+        &format!("/v1/subscriptions/{sub}/deliveries"),
+        &key,
+        WAIT,
+        |b| {
+            b["data"].as_array().is_some_and(|d| {
+                d.iter()
+                    .all(|x| x["status"] == "pending" && x["next_attempt_at"].is_string())
+            })
+        },
+    )
+    .await;
+    // Held again (not stuck): once the period ends the digest goes out.
+    let mut mails = Vec::new();
+    for _ in 0..40 {
+        due_now(&mut conn);
+        mails = smtp.wait_for(1, Duration::from_millis(250)).await;
+        if !mails.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(mails.len(), 1, "the recovered deliveries were sent");
+    assert_eq!(mails[0].subject, "[courier] daily digest: 2 events");
+    let done = app
+        .poll_until(
+            &format!("/v1/subscriptions/{sub}/deliveries?status=succeeded"),
+            &key,
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| d.len() == 2),
+        )
+        .await;
+    assert_eq!(done["data"].as_array().unwrap().len(), 2, "{done}");
+}

@@ -28,7 +28,9 @@ for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
     if status == 'pending' then
       redis.call('HSET', dkey, 'next_attempt_at', due)
     else
-      redis.call('HDEL', dkey, 'next_attempt_at')
+      -- Out of the digest for good: a later manual retry or recover holds
+      -- it for the next digest again.
+      redis.call('HDEL', dkey, 'next_attempt_at', 'digest')
       if status == 'failed' and ARGV[8] ~= '' then
         redis.call('HSET', dkey, 'error', ARGV[8])
       end

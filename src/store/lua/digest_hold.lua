@@ -13,7 +13,8 @@ if redis.call('HGET', dkey, 'claim') ~= token then
 end
 redis.call('ZREM', KEYS[2], did)
 if redis.call('HSETNX', dkey, 'digest', '1') == 0 then
-  -- Already in a digest (e.g. retried by hand while held): nothing to add.
+  -- Already in an open or sending digest (e.g. retried by hand while
+  -- held): nothing to add. digest_finish clears the mark.
   return 'ok'
 end
 local list = base .. 'digest:' .. sub
