@@ -26,29 +26,25 @@ pub async fn disable(ctx: &EngineCtx, sub: &Subscription, reason: &str, now_ms: 
         if !current.enabled {
             return;
         }
+        let mut notice = Notice::new(sub.account_id, NoticeKind::SubscriptionDisabled, now_ms);
+        notice.subscription_id = Some(sub.id);
+        notice.reason = Some(reason.to_owned());
+        if let Channel::Webhook { url } = &sub.channel {
+            notice.endpoint = Some(url.clone());
+        }
         let mut next = current.clone();
         next.enabled = false;
         next.disabled_reason = Some(reason.to_owned());
         next.version += 1;
         next.updated_at_ms = now_ms;
         match store
-            .put_subscription(&next, Some(current.version), 0)
+            .put_subscription_noting(&next, current.version, &notice, now_ms)
             .await
         {
             Ok(PutOutcome::Ok) => {
                 ctx.registry.invalidate(&sub.id);
                 metrics::counter!(m::SUBSCRIPTIONS_DISABLED).increment(1);
                 tracing::warn!(subscription = %sub.id, reason, "subscription disabled");
-                let mut notice =
-                    Notice::new(sub.account_id, NoticeKind::SubscriptionDisabled, now_ms);
-                notice.subscription_id = Some(sub.id);
-                notice.reason = Some(reason.to_owned());
-                if let Channel::Webhook { url } = &sub.channel {
-                    notice.endpoint = Some(url.clone());
-                }
-                if let Err(e) = store.add_notice(&notice, None, now_ms).await {
-                    tracing::warn!(error = %e, "could not record the notice");
-                }
                 if let Ok(pending) = store.pending_of(&sub.account_id, &sub.id).await {
                     let _ = store.requeue(&sub.account_id, &pending, now_ms).await;
                 }

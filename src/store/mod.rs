@@ -101,7 +101,7 @@ impl Scripts {
             ingest: with_common(include_str!("lua/ingest.lua")),
             rotate_key: with_common(include_str!("lua/rotate_key.lua")),
             page: Script::new(include_str!("lua/page.lua")),
-            put_subscription: Script::new(include_str!("lua/put_subscription.lua")),
+            put_subscription: with_common(include_str!("lua/put_subscription.lua")),
             claim: with_common(include_str!("lua/claim.lua")),
             reclaim: with_common(include_str!("lua/reclaim.lua")),
             finish: with_common(include_str!("lua/finish.lua")),

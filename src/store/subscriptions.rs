@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::{Cursor, Page, Store, StoreError};
+use crate::domain::notice::Notice;
 use crate::domain::subscription::Subscription;
 
 /// What a subscription write did.
@@ -29,13 +30,33 @@ impl Store {
         max_per_account: usize,
     ) -> Result<PutOutcome, StoreError> {
         let json = serde_json::to_string(sub).map_err(|e| StoreError::Internal(e.to_string()))?;
-        self.write_subscription(sub, expected_version, Some(json), max_per_account)
+        self.write_subscription(sub, expected_version, Some(json), max_per_account, None)
             .await
+    }
+
+    /// Replaces a subscription at `expected_version` and records `notice`
+    /// for the account's contact in the same step.
+    pub async fn put_subscription_noting(
+        &self,
+        sub: &Subscription,
+        expected_version: u64,
+        notice: &Notice,
+        now_ms: i64,
+    ) -> Result<PutOutcome, StoreError> {
+        let json = serde_json::to_string(sub).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.write_subscription(
+            sub,
+            Some(expected_version),
+            Some(json),
+            0,
+            Some((notice, now_ms)),
+        )
+        .await
     }
 
     /// Deletes a subscription at `sub.version`.
     pub async fn delete_subscription(&self, sub: &Subscription) -> Result<PutOutcome, StoreError> {
-        self.write_subscription(sub, Some(sub.version), None, 0)
+        self.write_subscription(sub, Some(sub.version), None, 0, None)
             .await
     }
 
@@ -45,6 +66,7 @@ impl Store {
         expected_version: Option<u64>,
         json: Option<String>,
         max_per_account: usize,
+        notice: Option<(&Notice, i64)>,
     ) -> Result<PutOutcome, StoreError> {
         let a = &sub.account_id;
         let mut inv = self
@@ -63,6 +85,11 @@ impl Store {
             .arg(sub.event_types.join(" "))
             .arg(max_per_account)
             .arg(self.keys.subscription_changes());
+        if let Some((notice, now_ms)) = notice {
+            inv.arg(notice.id.to_string())
+                .arg(notice.to_json())
+                .arg(now_ms);
+        }
         let mut conn = self.conn();
         let reply: String = self
             .run(async move { inv.invoke_async(&mut conn).await })

@@ -4,7 +4,9 @@
 -- ARGV     base, account, subscription id, expected version ('' = create),
 --          new version, record JSON ('' = delete), score (creation ms),
 --          enabled ('1'/'0'), space-separated event types, max subscriptions,
---          change channel
+--          change channel, and optionally a notice id, its JSON and now_ms:
+--          an operational email recorded in the same step (subscription
+--          disabled by courier)
 -- Returns  'ok', 'exists', 'missing', 'conflict' or 'limit'
 local base, acct, id = ARGV[1], ARGV[2], ARGV[3]
 local expected, version, json = ARGV[4], ARGV[5], ARGV[6]
@@ -32,6 +34,9 @@ else
       redis.call('SADD', base .. 'route:' .. acct .. ':' .. t, id)
     end
   end
+end
+if ARGV[12] and ARGV[12] ~= '' then
+  add_notice(base, acct, ARGV[12], ARGV[13], tonumber(ARGV[14]))
 end
 redis.call('PUBLISH', ARGV[11], acct .. ' ' .. id)
 return 'ok'
