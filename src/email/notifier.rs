@@ -70,41 +70,65 @@ impl EmailNotifier {
         let fut = async move {
             let now = c.now_ms();
             let lease = c.cfg.lease_ms;
-            for shard in 0..c.store.keys().shards() {
-                // Claim no more than can start now: a claim waiting for a
-                // connection would spend its lease.
-                let free = slots.available_permits().min(CLAIM_MAX);
-                if free == 0 {
+            // Claim no more than can start now: a claim waiting for a
+            // connection would spend its lease.
+            let mut budget = slots.available_permits();
+            if budget == 0 {
+                return;
+            }
+            let due = match c.store.email_due(now).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not check for due email");
                     return;
                 }
-                match c.store.claim_notices(shard, now, lease, free).await {
-                    Ok(list) => {
-                        for n in list {
-                            actix::spawn(send_notice(c.clone(), mailer.clone(), slots.clone(), n));
+            };
+            for (shard, notices, digests) in due {
+                if notices && budget > 0 {
+                    match c
+                        .store
+                        .claim_notices(shard, now, lease, budget.min(CLAIM_MAX))
+                        .await
+                    {
+                        Ok(list) => {
+                            budget = budget.saturating_sub(list.len());
+                            for n in list {
+                                actix::spawn(send_notice(
+                                    c.clone(),
+                                    mailer.clone(),
+                                    slots.clone(),
+                                    n,
+                                ));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not claim notices");
+                            return;
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not claim notices");
-                        return;
-                    }
                 }
-                let free = slots.available_permits().min(CLAIM_MAX);
-                if free == 0 {
-                    return;
-                }
-                match c
-                    .store
-                    .claim_digests(shard, now, lease, free, mailer.digest_latest)
-                    .await
-                {
-                    Ok(list) => {
-                        for d in list {
-                            actix::spawn(send_digest(c.clone(), mailer.clone(), slots.clone(), d));
+                if digests && budget > 0 {
+                    let max = budget.min(CLAIM_MAX);
+                    match c
+                        .store
+                        .claim_digests(shard, now, lease, max, mailer.digest_latest)
+                        .await
+                    {
+                        Ok(list) => {
+                            budget = budget.saturating_sub(list.len());
+                            for d in list {
+                                actix::spawn(send_digest(
+                                    c.clone(),
+                                    mailer.clone(),
+                                    slots.clone(),
+                                    d,
+                                ));
+                            }
                         }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not claim digests");
-                        return;
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not claim digests");
+                            return;
+                        }
                     }
                 }
             }

@@ -41,6 +41,41 @@ pub struct ClaimedDigest {
 const REPORTED_TTL_MS: i64 = 30 * 86_400_000;
 
 impl Store {
+    /// The shards with email work due at `now_ms`: (shard, notices due,
+    /// digests due). One round trip, so an idle poll costs no scripts.
+    pub async fn email_due(&self, now_ms: i64) -> Result<Vec<(u16, bool, bool)>, StoreError> {
+        let shards = self.keys.shards();
+        let mut pipe = redis::pipe();
+        for shard in 0..shards {
+            for key in [
+                self.keys.outbox(shard),
+                self.keys.digests(shard),
+                self.keys.digests_sending(shard),
+            ] {
+                pipe.cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg("-inf")
+                    .arg(now_ms)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1);
+            }
+        }
+        let mut conn = self.conn();
+        let firsts: Vec<Vec<String>> = self
+            .run(async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(firsts
+            .chunks_exact(3)
+            .zip(0..shards)
+            .filter_map(|(due, shard)| {
+                let notices = !due[0].is_empty();
+                let digests = !due[1].is_empty() || !due[2].is_empty();
+                (notices || digests).then_some((shard, notices, digests))
+            })
+            .collect())
+    }
+
     /// Records `notice` and queues it for email. With `once_per`, a notice
     /// whose (name, value) was already recorded is skipped; returns whether
     /// it was recorded.

@@ -3,7 +3,8 @@
 -- digest) and those being sent whose lease or retry time passed. A claim
 -- raises the digest's token; only the latest claim may record the outcome.
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
--- ARGV     base, now_ms, lease_ms, max, how many newest events to list
+-- ARGV     base, now_ms, lease_ms, most digests claimed, how many newest
+--          events to list
 -- Returns  per digest 8 strings: subscription id, token, attempts made,
 --          when the first and the last of its deliveries were created (ms),
 --          event count, counts ('type n type n ...'), newest events
@@ -42,10 +43,15 @@ local function emit(sub)
   out[#out + 1] = table.concat(latest, ' ')
 end
 
-for _, sub in ipairs(redis.call('ZRANGEBYSCORE', sending, '-inf', now, 'LIMIT', 0, max)) do
+local resent = redis.call('ZRANGEBYSCORE', sending, '-inf', now, 'LIMIT', 0, max)
+for _, sub in ipairs(resent) do
   emit(sub)
 end
-for _, sub in ipairs(redis.call('ZRANGEBYSCORE', digests, '-inf', now, 'LIMIT', 0, max)) do
+local due = {}
+if #resent < max then
+  due = redis.call('ZRANGEBYSCORE', digests, '-inf', now, 'LIMIT', 0, max - #resent)
+end
+for _, sub in ipairs(due) do
   local list = base .. 'digest:' .. sub
   local skey = list .. ':sending'
   if redis.call('ZSCORE', sending, sub) then
