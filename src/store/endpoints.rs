@@ -1,10 +1,9 @@
 //! Per-endpoint state shared by every replica: the circuit breaker and how
-//! long the endpoint has been failing; and operational notices per account.
+//! long the endpoint has been failing.
 
 use std::collections::HashMap;
 
 use redis::AsyncCommands;
-use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::delivery::breaker::BreakerState;
@@ -65,18 +64,5 @@ impl Store {
             .run(async move { pipe.query_async(&mut conn).await })
             .await?;
         Ok(since)
-    }
-
-    /// The account's operational notices, newest first.
-    pub async fn notices(&self, account: &Uuid) -> Result<Vec<serde_json::Value>, StoreError> {
-        let key = self.keys.notices(account);
-        let mut conn = self.conn();
-        let items: Vec<String> = self
-            .run(async move { conn.lrange(key, 0, 99).await })
-            .await?;
-        Ok(items
-            .iter()
-            .filter_map(|i| serde_json::from_str(i).ok())
-            .collect())
     }
 }
