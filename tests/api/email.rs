@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, TestApp, ADMIN_KEY};
+use crate::helpers::{spawn_app_with, test_settings, TestApp, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
 use crate::smtp::SmtpServer;
 
@@ -44,6 +44,46 @@ async fn ingest(app: &TestApp, account: &str, event_type: &str, payload: Value) 
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// One subscription's place in the digest schedule (`Keys::digests`), read
+/// and moved by hand: tests cannot wait for the end of an hour.
+struct DigestSchedule {
+    conn: redis::Connection,
+    key: String,
+    sub: String,
+}
+
+impl DigestSchedule {
+    fn of(app: &TestApp, account: &str, sub: &str) -> Self {
+        let keys = courier::store::Keys::new(app.prefix.clone(), test_settings().redis.shards);
+        let shard = keys.shard_of(&uuid::Uuid::parse_str(account).unwrap());
+        let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+        Self {
+            conn: client.get_connection().unwrap(),
+            key: keys.digests(shard),
+            sub: sub.to_owned(),
+        }
+    }
+
+    /// Ends the subscription's digest period now.
+    fn end_period(&mut self) {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&self.key)
+            .arg(0)
+            .arg(&self.sub)
+            .query(&mut self.conn)
+            .unwrap();
+    }
+
+    /// When its open digest is due (ms), if it has one.
+    fn due(&mut self) -> Option<f64> {
+        redis::cmd("ZSCORE")
+            .arg(&self.key)
+            .arg(&self.sub)
+            .query(&mut self.conn)
+            .unwrap()
+    }
 }
 
 /// The subscription's single delivery once `done` holds for it.
@@ -142,7 +182,7 @@ async fn an_event_arrives_as_an_email_with_both_parts_and_every_value_escaped() 
 }
 
 #[actix_web::test]
-async fn a_description_with_crlf_is_refused() {
+async fn crlf_in_a_description_or_address_and_a_bad_digest_are_422() {
     let smtp = SmtpServer::start();
     let app = app_for(&smtp).await;
     let (_, key) = app.create_account().await;
@@ -172,6 +212,14 @@ async fn a_description_with_crlf_is_refused() {
         )
         .await;
     assert_eq!(r.status, 422, "a webhook has no digest: {}", r.body);
+    let r = app
+        .post(
+            "/v1/subscriptions",
+            Some(&key),
+            &json!({"event_types": ["*"], "channel": {"type": "email", "address": "a@acme.example", "digest": "weekly"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "an unknown period: {}", r.body);
 }
 
 #[actix_web::test]
@@ -330,20 +378,8 @@ async fn a_digest_gathers_the_period_and_is_sent_once_by_two_replicas_after_a_re
         }
         v
     };
-    // The period ends now.
-    let digests = replicas[0]
-        .redis_keys()
-        .into_iter()
-        .find(|k| k.ends_with(":digests"))
-        .expect("the digest schedule");
-    let client = redis::Client::open(replicas[0].redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let _: i64 = redis::cmd("ZADD")
-        .arg(&digests)
-        .arg(0)
-        .arg(&sub)
-        .query(&mut conn)
-        .unwrap();
+    let mut schedule = DigestSchedule::of(&replicas[0], &account, &sub);
+    schedule.end_period();
 
     let mails = smtp.wait_for(1, WAIT).await;
     assert_eq!(mails.len(), 1);
@@ -391,19 +427,18 @@ async fn a_digest_gathers_the_period_and_is_sent_once_by_two_replicas_after_a_re
         json!({"customer_id": "cus_9"}),
     )
     .await;
-    let next: Option<f64> = loop {
-        let score: Option<f64> = redis::cmd("ZSCORE")
-            .arg(&digests)
-            .arg(&sub)
-            .query(&mut conn)
-            .unwrap();
-        if score.is_some() {
-            break score;
+    let until = std::time::Instant::now() + WAIT;
+    let next = loop {
+        match schedule.due() {
+            Some(due) => break due,
+            None if std::time::Instant::now() < until => {
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await
+            }
+            None => panic!("the new event opened no digest"),
         }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     };
     let now = chrono::Utc::now().timestamp_millis() as f64;
-    assert!(next.unwrap() > now, "due at the end of this hour");
+    assert!(next > now, "due at the end of this hour");
     assert_eq!(smtp.messages().len(), 1);
 }
 
@@ -519,26 +554,7 @@ async fn a_failed_digest_can_be_recovered_into_the_next_one() {
         json!({"customer_id": "cus_2"}),
     )
     .await;
-    let digests = {
-        let keys = loop {
-            let keys = app.redis_keys();
-            if keys.iter().any(|k| k.ends_with(":digests")) {
-                break keys;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        };
-        keys.into_iter().find(|k| k.ends_with(":digests")).unwrap()
-    };
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let due_now = |conn: &mut redis::Connection| {
-        let _: i64 = redis::cmd("ZADD")
-            .arg(&digests)
-            .arg(0)
-            .arg(&sub)
-            .query(conn)
-            .unwrap();
-    };
+    let mut schedule = DigestSchedule::of(&app, &account, &sub);
     // Wait until both are held, then end the period: the server refuses it.
     app.poll_until(
         &format!("/v1/subscriptions/{sub}/deliveries"),
@@ -551,7 +567,7 @@ async fn a_failed_digest_can_be_recovered_into_the_next_one() {
         },
     )
     .await;
-    due_now(&mut conn);
+    schedule.end_period();
     let failed = app
         .poll_until(
             &format!("/v1/subscriptions/{sub}/deliveries?status=failed"),
@@ -594,7 +610,7 @@ async fn a_failed_digest_can_be_recovered_into_the_next_one() {
     // Held again (not stuck): once the period ends the digest goes out.
     let mut mails = Vec::new();
     for _ in 0..40 {
-        due_now(&mut conn);
+        schedule.end_period();
         mails = smtp.wait_for(1, Duration::from_millis(250)).await;
         if !mails.is_empty() {
             break;
