@@ -329,23 +329,28 @@ async fn send_digest(
             },
             None,
         ),
+        Ok(Some(s)) if !matches!(s.channel, Channel::Email { .. }) => (
+            Outcome::Fail {
+                error: "the subscription no longer sends email".into(),
+            },
+            None,
+        ),
         Ok(Some(s)) => {
-            let (address, digest) = match &s.channel {
-                Channel::Email { address, digest } => (address.clone(), *digest),
-                Channel::Webhook { .. } => (String::new(), Digest::Immediate),
+            let Channel::Email { address, digest } = &s.channel else {
+                unreachable!("checked above")
             };
             // The same for every send of this digest, so a resend after a
             // crash can be recognised.
             let digest_id = format!("{}-{}", d.subscription_id, d.first_ms);
             let message = mailer.composer.digest(&DigestEmail {
-                to: &address,
+                to: address,
                 subscription_id: s.id,
                 description: s.description.as_deref(),
                 // A subscription switched to immediate since: still a digest.
-                digest: if digest == Digest::Immediate {
+                digest: if *digest == Digest::Immediate {
                     Digest::Hourly
                 } else {
-                    digest
+                    *digest
                 },
                 digest_id: &digest_id,
                 first_ms: d.first_ms,
