@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::{body, AppState, PageQuery};
 use crate::domain::event::{self, format_ms, NewEvent, Rejection, Submitted};
 use crate::domain::{parse_id, Invalid};
-use crate::store::{EventFilter, EventRecord, IngestOutcome};
+use crate::store::{self, EventFilter, EventRecord, IngestOutcome};
 
 /// Header carrying a client's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -62,7 +62,9 @@ pub struct BatchRequest {
 pub struct BatchItem {
     /// Position in the request.
     pub index: usize,
-    /// The status a single ingest would have answered: 202, 409, 413 or 422.
+    /// The status a single ingest would have answered: 202, 409, 413 or
+    /// 422; 503 when this item was not stored because Redis failed (the
+    /// batch's other items were: retry this one).
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
@@ -200,6 +202,7 @@ fn outcome_result(o: &IngestOutcome) -> Result<Accepted, ApiError> {
             "this Idempotency-Key was already used for a different event".into(),
         )),
         IngestOutcome::NoAccount => Err(Invalid::new("account_id", "no such account").into()),
+        IngestOutcome::NotStored(cause) => Err(ApiError::Unavailable(cause.clone())),
     }
 }
 
@@ -465,16 +468,28 @@ pub async fn replay(
             if !sub.enabled {
                 return Err(Invalid::new("subscription_id", "the subscription is disabled").into());
             }
+            if !sub.takes(&event.event_type) {
+                return Err(Invalid::new(
+                    "subscription_id",
+                    format!(
+                        "the subscription does not take `{}` events",
+                        event.event_type
+                    ),
+                )
+                .into());
+            }
             vec![sub.id]
         }
         None => st.store.routes_for(&account, &event.event_type).await?,
     };
     let now = Utc::now().timestamp_millis();
-    let deliveries = st
-        .store
-        .replay(&account, &id, &targets, now)
-        .await?
-        .ok_or(ApiError::NotFound("event"))?;
+    let deliveries = match st.store.replay(&account, &id, &targets, now).await? {
+        store::Replayed::Created(ids) => ids,
+        store::Replayed::EventGone => return Err(ApiError::NotFound("event")),
+        store::Replayed::SubscriptionGone => {
+            return Err(Invalid::new("subscription_id", "no such subscription").into())
+        }
+    };
     if !deliveries.is_empty() {
         metrics::counter!(crate::metrics::DELIVERIES_CREATED).increment(deliveries.len() as u64);
         st.wake.notify_one();

@@ -159,6 +159,11 @@ pub fn check_channel(channel: &Channel, rules: &SubscriptionRules) -> Result<Cha
 }
 
 impl Subscription {
+    /// Whether events of `event_type` are delivered to it.
+    pub fn takes(&self, event_type: &str) -> bool {
+        self.event_types.iter().any(|t| t == "*" || t == event_type)
+    }
+
     /// The secrets that sign a notification at `now_ms`: the current one,
     /// and the previous one during its grace period.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
@@ -281,6 +286,16 @@ mod tests {
     }
 
     #[test]
+    fn a_subscription_takes_its_types_or_all_with_a_star() {
+        let mut sub = sample();
+        sub.event_types = strings(&["customer.created", "meter_data.received"]);
+        assert!(sub.takes("meter_data.received"));
+        assert!(!sub.takes("hosted_consent.revoked"));
+        sub.event_types = strings(&["*"]);
+        assert!(sub.takes("hosted_consent.revoked"));
+    }
+
+    #[test]
     fn event_types_are_checked() {
         let c = Catalog::new(&[]).unwrap();
         assert!(check_event_types(&[], &c, 3).is_err());
@@ -337,9 +352,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_previous_secret_signs_only_during_its_grace_period() {
-        let sub = Subscription {
+    fn sample() -> Subscription {
+        Subscription {
             id: Uuid::now_v7(),
             account_id: Uuid::now_v7(),
             event_types: vec!["*".into()],
@@ -356,7 +370,12 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             version: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn the_previous_secret_signs_only_during_its_grace_period() {
+        let sub = sample();
         assert_eq!(sub.signing_secrets(999), ["whsec_new", "whsec_old"]);
         assert_eq!(sub.signing_secrets(1_000), ["whsec_new"]);
     }

@@ -125,6 +125,18 @@ pub(super) fn attempt_json(attempt: Option<&Attempt>) -> Result<String, StoreErr
     })
 }
 
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// The new deliveries' ids.
+    Created(Vec<Uuid>),
+    /// The event is no longer archived (or is not the account's).
+    EventGone,
+    /// A subscription was deleted meanwhile (or is not the account's);
+    /// nothing was created.
+    SubscriptionGone,
+}
+
 /// What a manual retry did to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeued {
@@ -345,12 +357,32 @@ impl Store {
                 .await?;
             scanned += chunk.items.len();
             let ids: Vec<String> = chunk.items.iter().map(|(id, _)| id.clone()).collect();
-            for d in self.load_deliveries(account, &ids).await? {
-                if d.status == wanted_status && items.len() < limit {
-                    items.push(d);
+            let mut found: HashMap<Uuid, DeliveryRecord> = self
+                .load_deliveries(account, &ids)
+                .await?
+                .into_iter()
+                .filter(|d| d.status == wanted_status)
+                .map(|d| (d.id, d))
+                .collect();
+            // Matches are taken in index order; when the page fills before
+            // the chunk ends, the cursor stops at the last one taken so the
+            // rest of the chunk is read again by the next page.
+            cursor = chunk.next.clone();
+            for (position, (id, score)) in chunk.items.iter().enumerate() {
+                let Some(d) = Uuid::parse_str(id).ok().and_then(|id| found.remove(&id)) else {
+                    continue;
+                };
+                items.push(d);
+                if items.len() == limit {
+                    if position + 1 < chunk.items.len() {
+                        cursor = Some(Cursor {
+                            score: *score,
+                            id: id.clone(),
+                        });
+                    }
+                    break;
                 }
             }
-            cursor = chunk.next;
             if items.len() >= limit || cursor.is_none() || scanned >= limit * SCAN_FACTOR {
                 return Ok(Page {
                     items,
@@ -431,7 +463,8 @@ impl Store {
         let mut inv = self.scripts.requeue.key(self.keys.schedule(shard));
         inv.key(self.keys.leases(shard))
             .arg(self.keys.shard_base(shard))
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(account.to_string());
         for id in ids {
             inv.arg(id.to_string());
         }
@@ -449,20 +482,21 @@ impl Store {
             .collect())
     }
 
-    /// New replay deliveries of `event` to `subscriptions`, due now. `None`
-    /// when the event is no longer archived.
+    /// New replay deliveries of `event` to `subscriptions` (all of them
+    /// `account`'s), due now.
     pub async fn replay(
         &self,
         account: &Uuid,
         event: &Uuid,
         subscriptions: &[Uuid],
         now_ms: i64,
-    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+    ) -> Result<Replayed, StoreError> {
         let shard = self.keys.shard_of(account);
         let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
         let mut inv = self.scripts.replay.key(self.keys.schedule(shard));
         inv.arg(self.keys.shard_base(shard))
             .arg(now_ms)
+            .arg(account.to_string())
             .arg(event.to_string());
         for (id, sub) in ids.iter().zip(subscriptions) {
             inv.arg(id.to_string()).arg(sub.to_string());
@@ -471,7 +505,11 @@ impl Store {
         let n: i64 = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
-        Ok((n >= 0).then_some(ids))
+        Ok(match n {
+            -1 => Replayed::EventGone,
+            -2 => Replayed::SubscriptionGone,
+            _ => Replayed::Created(ids),
+        })
     }
 
     /// Ids of the account's enabled subscriptions that receive `event_type`.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::{Cursor, Page, Store, StoreError};
@@ -19,6 +19,9 @@ pub enum IngestOutcome {
     Conflict(Uuid),
     /// No such account.
     NoAccount,
+    /// Not stored: the script of the event's shard failed while other
+    /// shards' events of the same batch were stored. Safe to retry.
+    NotStored(String),
 }
 
 impl IngestOutcome {
@@ -92,7 +95,9 @@ fn record_from_fields(fields: Vec<Option<String>>) -> Option<EventRecord> {
 impl Store {
     /// Stores `events` (any accounts), one atomic script per shard, the
     /// shards in parallel. Outcomes come back in input order. Returns only
-    /// once every created event is in Redis.
+    /// once every created event is in Redis. When some shards fail and
+    /// others succeed, the failed shards' events are
+    /// [`IngestOutcome::NotStored`]; when all fail, the error.
     pub async fn ingest(
         &self,
         events: &[NewEvent],
@@ -124,24 +129,48 @@ impl Store {
             }
             let mut conn = self.conn();
             async move {
-                let flat: Vec<String> = self
-                    .run(async move { inv.invoke_async(&mut conn).await })
-                    .await?;
-                if flat.len() != idx.len() * 3 {
-                    return Err(StoreError::Internal(
-                        "ingest reply of the wrong length".into(),
-                    ));
+                let reply = async {
+                    let flat: Vec<String> = self
+                        .run(async move { inv.invoke_async(&mut conn).await })
+                        .await?;
+                    if flat.len() != idx.len() * 3 {
+                        return Err(StoreError::Internal(
+                            "ingest reply of the wrong length".into(),
+                        ));
+                    }
+                    flat.chunks_exact(3)
+                        .map(IngestOutcome::from_reply)
+                        .collect::<Result<Vec<_>, _>>()
                 }
-                let outcomes = flat
-                    .chunks_exact(3)
-                    .map(IngestOutcome::from_reply)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, StoreError>(idx.into_iter().zip(outcomes).collect::<Vec<_>>())
+                .await;
+                match reply {
+                    Ok(outcomes) => Ok(idx.into_iter().zip(outcomes).collect::<Vec<_>>()),
+                    Err(e) => Err((idx, e)),
+                }
             }
         });
+        let replies = join_all(calls).await;
+        if replies.iter().all(Result::is_err) {
+            if let Some(Err((_, e))) = replies.into_iter().next() {
+                return Err(e);
+            }
+            return Ok(vec![]);
+        }
         let mut out = vec![IngestOutcome::NoAccount; events.len()];
-        for (i, outcome) in try_join_all(calls).await?.into_iter().flatten() {
-            out[i] = outcome;
+        for reply in replies {
+            match reply {
+                Ok(stored) => {
+                    for (i, outcome) in stored {
+                        out[i] = outcome;
+                    }
+                }
+                Err((idx, e)) => {
+                    tracing::warn!(error = %e, events = idx.len(), "a shard's ingest failed");
+                    for i in idx {
+                        out[i] = IngestOutcome::NotStored(e.to_string());
+                    }
+                }
+            }
         }
         Ok(out)
     }

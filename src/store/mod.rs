@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::RedisConn;
-pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Requeued};
+pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Replayed, Requeued};
 pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::EndpointState;
 pub use events::{EventFilter, EventRecord, IngestOutcome};

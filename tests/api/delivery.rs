@@ -778,3 +778,118 @@ async fn metrics_count_ingest_and_deliveries() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }
+
+#[actix_web::test]
+async fn replay_to_a_subscription_that_does_not_take_the_type_is_refused() {
+    let app = spawn_app().await;
+    let (account, key) = app.create_account().await;
+    let (sub, _) = app
+        .subscribe(
+            &key,
+            "https://hooks.example.com/meter",
+            &["meter_data.received"],
+            json!({}),
+        )
+        .await;
+    let event = app.ingest(&account, "cus_1").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            &format!("/v1/events/{event}/replay"),
+            Some(&key),
+            &json!({"subscription_id": sub}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "subscription_id");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer.created"),
+        "{}",
+        r.body
+    );
+    let d = app
+        .get(&format!("/v1/subscriptions/{sub}/deliveries"), Some(&key))
+        .await;
+    assert_eq!(d.body["data"], json!([]), "no delivery was made");
+}
+
+#[actix_web::test]
+async fn walking_a_status_filtered_listing_sees_each_match_exactly_once() {
+    let rx = Receiver::start().await;
+    // A fixed mix of successes and failures; a failure waits an hour for its
+    // retry, so every delivery keeps its status while the pages are read.
+    let pattern = [
+        200, 500, 500, 200, 200, 200, 500, 200, 500, 500, 500, 200, 200, 500, 200, 200, 500, 200,
+        500, 500, 200, 500, 200, 200,
+    ];
+    rx.script("/mix", pattern.iter().map(|s| Reply::status(*s)).collect());
+    let app = spawn_app_with(|s| {
+        s.delivery.retry_schedule = vec!["1h".into()];
+        s.delivery.breaker_failure_threshold = 1_000;
+        s.delivery.endpoint_concurrency = 1;
+    })
+    .await;
+    let (account, key) = app.create_account().await;
+    let (sub, _) = app
+        .subscribe(&key, &rx.url("/mix"), &["*"], json!({}))
+        .await;
+    for i in 0..pattern.len() {
+        app.ingest(&account, &format!("cus_{i}")).await;
+    }
+    rx.wait_for("/mix", pattern.len(), WAIT).await;
+
+    let walk = |status: Option<&'static str>| {
+        let app = &app;
+        let key = key.clone();
+        let sub = sub.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..100 {
+                let mut path = format!("/v1/subscriptions/{sub}/deliveries?limit=3");
+                if let Some(s) = status {
+                    path.push_str(&format!("&status={s}"));
+                }
+                if let Some(c) = &cursor {
+                    path.push_str(&format!("&cursor={c}"));
+                }
+                let r = app.get(&path, Some(&key)).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                for d in r.body["data"].as_array().unwrap() {
+                    seen.push((
+                        d["id"].as_str().unwrap().to_owned(),
+                        d["status"].as_str().unwrap().to_owned(),
+                    ));
+                }
+                match r.body["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => return seen,
+                }
+            }
+            panic!("the walk did not end");
+        }
+    };
+    // Wait until every first attempt is recorded.
+    let until = std::time::Instant::now() + WAIT;
+    let all = loop {
+        let all = walk(None).await;
+        let settled = all.len() == pattern.len()
+            && all.iter().filter(|(_, s)| s == "succeeded").count()
+                == pattern.iter().filter(|s| **s == 200).count();
+        if settled || std::time::Instant::now() > until {
+            break all;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(all.len(), pattern.len());
+    for status in ["succeeded", "pending"] {
+        let expected: Vec<_> = all.iter().filter(|(_, s)| s == status).cloned().collect();
+        let got = walk(Some(status)).await;
+        assert_eq!(got, expected, "status={status}: every match once, in order");
+    }
+}

@@ -534,3 +534,77 @@ async fn events_expire_after_retention_and_leave_the_index() {
     assert_eq!(members.len(), 1);
     assert!(!members.contains(&id));
 }
+
+#[actix_web::test]
+async fn a_batch_whose_one_shard_fails_answers_503_for_that_shards_items_only() {
+    let app = spawn_app().await;
+    let (healthy, healthy_key) = app.create_account().await;
+    let (broken, _) = app
+        .create_account_in_shard(app.shard_of(&healthy), false)
+        .await;
+    // The broken shard's script fails on its first command for this item
+    // (an idempotency record of the wrong type), before it writes anything.
+    let keys = courier::store::Keys::new(
+        app.prefix.clone(),
+        crate::helpers::test_settings().redis.shards,
+    );
+    let idem = keys.idempotency(&uuid::Uuid::parse_str(&broken).unwrap(), "k-broken");
+    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("HSET")
+        .arg(&idem)
+        .arg("not")
+        .arg("a string")
+        .query::<()>(&mut conn)
+        .unwrap();
+    let item = |account: &str, customer: &str, idem: &str| {
+        json!({"type": "customer.created", "account_id": account,
+               "payload": {"customer_id": customer}, "idempotency_key": idem})
+    };
+    let batch = json!({"events": [
+        item(&healthy, "cus_1", "k-1"),
+        item(&broken, "cus_2", "k-broken"),
+        item(&healthy, "cus_3", "k-3"),
+    ]});
+    let r = app.post("/v1/events/batch", Some(ADMIN_KEY), &batch).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let results = r.body["results"].as_array().unwrap();
+    let statuses: Vec<_> = results
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 503, 202], "{}", r.body);
+    assert_eq!(results[1]["error"]["code"], "unavailable");
+    assert_eq!(r.body["accepted"], 2);
+    for i in [0, 2] {
+        let id = results[i]["id"].as_str().unwrap();
+        let e = app
+            .get(&format!("/v1/events/{id}"), Some(&healthy_key))
+            .await;
+        assert_eq!(e.status, 200, "item {i} was stored");
+    }
+
+    // Retried once the shard is well again: the failed item is stored and
+    // the stored ones are not duplicated (their idempotency keys match).
+    redis::cmd("DEL").arg(&idem).query::<()>(&mut conn).unwrap();
+    let again = app.post("/v1/events/batch", Some(ADMIN_KEY), &batch).await;
+    let outcomes: Vec<_> = again.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["status"].as_u64().unwrap(),
+                i["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(202, "duplicate"), (202, "accepted"), (202, "duplicate")],
+        "{}",
+        again.body
+    );
+    let listed = app.get("/v1/events", Some(&healthy_key)).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 2);
+}

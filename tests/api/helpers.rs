@@ -180,6 +180,67 @@ impl TestApp {
         r
     }
 
+    /// Every key under this test's prefix with its value as text (hashes
+    /// and sets sorted; expiries left out), to compare Redis before and
+    /// after something that must change nothing.
+    pub fn redis_snapshot(&self) -> std::collections::BTreeMap<String, String> {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for key in self.redis_keys() {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+            let value = match kind.as_str() {
+                "string" => redis::cmd("GET").arg(&key).query::<String>(&mut conn),
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query::<std::collections::BTreeMap<String, String>>(&mut conn)
+                    .map(|h| format!("{h:?}")),
+                "set" => redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query::<std::collections::BTreeSet<String>>(&mut conn)
+                    .map(|m| format!("{m:?}")),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query::<Vec<String>>(&mut conn)
+                    .map(|m| format!("{m:?}")),
+                "list" => redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query::<Vec<String>>(&mut conn)
+                    .map(|m| format!("{m:?}")),
+                other => Ok(other.to_owned()),
+            };
+            if let Ok(v) = value {
+                out.insert(key, format!("{kind} {v}"));
+            }
+        }
+        out
+    }
+
+    /// Creates accounts until one lands in `shard` (`same`) or in any other
+    /// shard (`!same`); returns (account id, API key).
+    pub async fn create_account_in_shard(&self, shard: u16, same: bool) -> (String, String) {
+        let keys = courier::store::Keys::new(self.prefix.clone(), test_settings().redis.shards);
+        for _ in 0..500 {
+            let (id, key) = self.create_account().await;
+            let here = keys.shard_of(&uuid::Uuid::parse_str(&id).unwrap()) == shard;
+            if here == same {
+                return (id, key);
+            }
+        }
+        panic!("no account landed where wanted after 500 tries");
+    }
+
+    /// The shard of an account.
+    pub fn shard_of(&self, account: &str) -> u16 {
+        courier::store::Keys::new(self.prefix.clone(), test_settings().redis.shards)
+            .shard_of(&uuid::Uuid::parse_str(account).unwrap())
+    }
+
     /// Keys under this test's prefix.
     pub fn redis_keys(&self) -> Vec<String> {
         let client = redis::Client::open(self.redis_url.as_str()).unwrap();

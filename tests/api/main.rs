@@ -7,6 +7,7 @@ mod delivery;
 mod email;
 mod events;
 mod helpers;
+mod isolation;
 mod operations;
 mod receiver;
 mod redis_outage;

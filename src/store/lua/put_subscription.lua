@@ -15,7 +15,9 @@ if expected == '' then
   if cur[1] then return 'exists' end
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[10]) then return 'limit' end
 else
-  if not cur[1] then return 'missing' end
+  -- Ids are unique per shard, not per account: only the account's own
+  -- index proves the subscription is the caller's.
+  if not cur[1] or not redis.call('ZSCORE', KEYS[2], id) then return 'missing' end
   if cur[1] ~= expected then return 'conflict' end
   if cur[3] == '1' then
     for t in string.gmatch(cur[2], '[^ ]+') do

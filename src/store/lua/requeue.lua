@@ -2,15 +2,16 @@
 -- is in flight (leased) is left alone; a failed or succeeded one becomes
 -- pending with its attempt history kept.
 -- KEYS[1]  the shard's schedule      KEYS[2]  the shard's leases
--- ARGV     base, now_ms, then delivery ids
--- Returns  per id: 'queued', 'in_flight' or 'missing'
-local base, now = ARGV[1], tonumber(ARGV[2])
+-- ARGV     base, now_ms, the caller's account id, then delivery ids
+-- Returns  per id: 'queued', 'in_flight' or 'missing' (also for a delivery
+--          of another account: the shard is shared by many accounts)
+local base, now, acct = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local did = ARGV[i]
   local dkey = base .. 'dlv:' .. did
-  local cur = redis.call('HMGET', dkey, 'status', 'sub_id', 'created_at')
-  if not cur[1] then
+  local cur = redis.call('HMGET', dkey, 'status', 'sub_id', 'created_at', 'account_id')
+  if not cur[1] or cur[4] ~= acct then
     out[#out + 1] = 'missing'
   elseif redis.call('ZSCORE', KEYS[2], did) then
     out[#out + 1] = 'in_flight'
