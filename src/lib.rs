@@ -12,9 +12,11 @@
 //! - [`api`]: the HTTP API (actix-web handlers, errors, auth, OpenAPI).
 //! - [`startup`]: `Application` binds a listener and runs the server
 //!   until it is stopped.
-//! - [`telemetry`] sets up logging.
+//! - [`telemetry`] sets up logging; [`clock`] is the time courier runs on
+//!   (tests move it).
 
 pub mod api;
+pub mod clock;
 pub mod delivery;
 pub mod domain;
 pub mod email;

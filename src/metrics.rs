@@ -15,6 +15,10 @@ pub const SCHEDULE_DEPTH: &str = "courier_schedule_depth";
 pub const LEASES_DEPTH: &str = "courier_leases_depth";
 pub const IN_FLIGHT: &str = "courier_in_flight";
 pub const OPEN_CIRCUITS: &str = "courier_open_circuits";
+/// Endpoint deliverers alive in this process.
+pub const DELIVERERS: &str = "courier_endpoint_deliverers";
+/// Subscriptions in this process's cache.
+pub const CACHED_SUBSCRIPTIONS: &str = "courier_cached_subscriptions";
 pub const SUBSCRIPTIONS_DISABLED: &str = "courier_subscriptions_disabled_total";
 /// Emails handed to the SMTP server, by kind and result.
 pub const EMAILS: &str = "courier_emails_total";
@@ -72,6 +76,14 @@ fn describe() {
     metrics::describe_gauge!(
         OPEN_CIRCUITS,
         "Endpoints whose circuit is open in this process"
+    );
+    metrics::describe_gauge!(
+        DELIVERERS,
+        "Endpoint deliverers alive in this process (idle ones are stopped)"
+    );
+    metrics::describe_gauge!(
+        CACHED_SUBSCRIPTIONS,
+        "Subscriptions held in this process's cache"
     );
     metrics::describe_counter!(
         SUBSCRIPTIONS_DISABLED,

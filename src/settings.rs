@@ -148,6 +148,9 @@ pub struct DeliverySettings {
     pub max_connections: usize,
     /// Most deliveries queued in memory per endpoint.
     pub endpoint_queue: usize,
+    /// An endpoint's deliverer (its queue, breaker copy and connection
+    /// slot) is stopped after this many seconds without a delivery.
+    pub deliverer_idle_secs: u64,
     /// Deliveries claimed per shard per scheduling round.
     pub claim_batch: usize,
     /// Deliveries claimed and unfinished per process.

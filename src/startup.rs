@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::Notify;
 
 use crate::api::{self, AppState};
+use crate::clock::Clock;
 use crate::delivery::engine::Engine;
 use crate::domain::catalog::Catalog;
 use crate::settings::Settings;
@@ -53,6 +54,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Clock::default()).await
+    }
+
+    /// [`Application::build`] on a clock of the caller's (tests move it).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
         // One TLS crypto provider for every HTTPS client (webhooks); a second
         // call finds it installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -77,12 +83,13 @@ impl Application {
         let engine = settings
             .delivery
             .enabled
-            .then(|| Engine::start(store.clone(), &settings, wake.clone()));
+            .then(|| Engine::start(store.clone(), &settings, wake.clone(), clock.clone()));
         let state = web::Data::new(AppState {
             store,
             catalog,
             settings: Arc::new(settings),
             wake,
+            clock,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -1,7 +1,6 @@
 //! `POST /v1/accounts` and `POST /v1/api-keys/rotate`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -96,7 +95,7 @@ pub async fn create(
         name: new.name,
         contact_email: new.contact_email.as_str().to_owned(),
         key_hash: key.hash,
-        created_at_ms: Utc::now().timestamp_millis(),
+        created_at_ms: st.clock.now_ms(),
         key_rotated_at_ms: None,
     };
     st.store.create_account(&record).await?;
@@ -121,7 +120,7 @@ pub async fn rotate_key(
     caller: Account,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = Utc::now();
+    let now = st.clock.now();
     let id = caller.account.id;
     let key = api_key::issue(id);
     let hint = &key.plaintext[key.plaintext.len() - 4..];

@@ -1,7 +1,7 @@
 //! Delivery history and manual re-delivery.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -184,7 +184,7 @@ pub async fn retry(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id).ok_or(ApiError::NotFound("delivery"))?;
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     match st
         .store
         .requeue(&caller.account.id, &[id], now)
@@ -235,7 +235,7 @@ pub async fn recover(
         .store
         .failed_since(&caller.account.id, &sub.id, since)
         .await?;
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     let mut queued = 0;
     let mut in_flight = 0;
     for chunk in failed.chunks(500) {

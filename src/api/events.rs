@@ -242,7 +242,7 @@ pub async fn ingest(
                 .map_err(|_| Invalid::new("idempotency_key", "must be printable ASCII"))?,
         ),
     };
-    let now = Utc::now();
+    let now = st.clock.now();
     let event = check(&input, header_key, &st, now)?;
     let outcomes = st
         .store
@@ -286,7 +286,7 @@ pub async fn ingest_batch(
         )
         .into());
     }
-    let now = Utc::now();
+    let now = st.clock.now();
     let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(batch.events.len());
     let mut valid = Vec::new();
     let mut positions = Vec::new();
@@ -380,7 +380,7 @@ pub async fn list(
     };
     let page = st
         .store
-        .list_events(&caller.account.id, &f, Utc::now().timestamp_millis())
+        .list_events(&caller.account.id, &f, st.clock.now_ms())
         .await?;
     let data = page
         .items
@@ -482,7 +482,7 @@ pub async fn replay(
         }
         None => st.store.routes_for(&account, &event.event_type).await?,
     };
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     let deliveries = match st.store.replay(&account, &id, &targets, now).await? {
         store::Replayed::Created(ids) => ids,
         store::Replayed::EventGone => return Err(ApiError::NotFound("event")),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Wakes this replica's scheduler when new deliveries are due now.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The time handlers run on.
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {

@@ -1,7 +1,6 @@
 //! Subscriptions: which event types an account receives, and where.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -188,7 +187,7 @@ pub async fn create(
     )?;
     let channel = check_channel(&input.channel, &st.subscription_rules())?;
     let description = check_description(input.description.as_deref())?;
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     let sub = Subscription {
         id: Uuid::now_v7(),
         account_id: caller.account.id,
@@ -281,7 +280,7 @@ async fn modify(
         let mut next = current.clone();
         change(&mut next)?;
         next.version = current.version + 1;
-        next.updated_at_ms = Utc::now().timestamp_millis();
+        next.updated_at_ms = st.clock.now_ms();
         match st
             .store
             .put_subscription(&next, Some(current.version), 0)
@@ -356,7 +355,7 @@ pub async fn rotate_secret(
             ));
         }
         sub.previous_secret = sub.secret.take();
-        sub.previous_secret_expires_at_ms = Some(Utc::now().timestamp_millis() + grace_ms);
+        sub.previous_secret_expires_at_ms = Some(st.clock.now_ms() + grace_ms);
         sub.secret = Some(new_signing_secret());
         Ok(())
     })
@@ -394,7 +393,7 @@ pub async fn test(
             "test notifications are for webhook subscriptions".into(),
         ));
     };
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     let webhook_id = Uuid::now_v7();
     let body = notification::body(
         &sub.id,

@@ -51,6 +51,13 @@ pub struct Deliver(pub Job);
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// The endpoint has been idle: the scheduler has dropped this deliverer's
+/// address (nothing new arrives), so stop once the in-flight requests are
+/// done; anything still queued goes back to the schedule.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 pub struct EndpointDeliverer {
     /// The endpoint.
     url: String,
@@ -75,6 +82,8 @@ pub struct EndpointDeliverer {
     /// When a success was last written to the endpoint's shared state.
     success_written: Option<Instant>,
     draining: bool,
+    /// Stop when the last in-flight request is done ([`Retire`]).
+    retiring: bool,
 }
 
 impl EndpointDeliverer {
@@ -95,6 +104,7 @@ impl EndpointDeliverer {
             latency,
             success_written: None,
             draining: false,
+            retiring: false,
         }
     }
 
@@ -156,6 +166,9 @@ impl EndpointDeliverer {
                     .into_actor(self)
                     .map(move |result, act, ctx| {
                         act.in_flight -= 1;
+                        if act.draining && act.in_flight == 0 && act.retiring {
+                            ctx.stop();
+                        }
                         match result {
                             Ok(r) => act.complete(job, r),
                             Err(_) => {
@@ -442,6 +455,18 @@ impl Handler<Deliver> for EndpointDeliverer {
         debug_assert!(matches!(job.sub.channel, Channel::Webhook { .. }));
         self.queue.push_back(job);
         self.pump(ctx);
+    }
+}
+
+impl Handler<Retire> for EndpointDeliverer {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        self.retiring = true;
+        self.handle(Drain, ctx);
+        if self.in_flight == 0 {
+            ctx.stop();
+        }
     }
 }
 

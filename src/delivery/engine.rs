@@ -2,6 +2,7 @@
 //! scheduler, the janitor, the registry listener, the email notifier and
 //! every endpoint deliverer, each under an actix `Supervisor`.
 
+use crate::clock::Clock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct EngineConfig {
     /// Most deliveries an endpoint may hold queued; the queue is also
     /// bounded by time (see `backlog`). More are handed back to the
     /// schedule, no attempt spent.
+    /// How long an endpoint's deliverer lives without deliveries.
+    pub deliverer_idle: Duration,
     pub endpoint_queue: usize,
     pub allow_private_targets: bool,
     /// An endpoint failing this long without a success is disabled.
@@ -76,6 +79,7 @@ impl EngineConfig {
             endpoint_concurrency: d.endpoint_concurrency,
             max_connections: d.max_connections,
             endpoint_queue: d.endpoint_queue,
+            deliverer_idle: Duration::from_secs(d.deliverer_idle_secs.max(1)),
             allow_private_targets: d.allow_private_targets,
             disable_after_ms: d.disable_after_hours as i64 * 3_600_000,
             poll_interval: Duration::from_millis(d.poll_interval_ms),
@@ -98,11 +102,23 @@ pub struct EngineCtx {
     pub stopping: AtomicBool,
     /// How often the scheduler was restarted by its supervisor.
     pub scheduler_restarts: AtomicUsize,
+    /// The time the engine runs on.
+    pub clock: Clock,
+    /// Endpoint deliverers alive in this process.
+    pub deliverers: AtomicUsize,
 }
 
 impl EngineCtx {
     pub fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
+        self.clock.now_ms()
+    }
+
+    /// What the engine holds in memory now.
+    pub fn held(&self) -> Held {
+        Held {
+            deliverers: self.deliverers.load(Ordering::SeqCst),
+            cached_subscriptions: self.registry.len(),
+        }
     }
 
     /// A claimed delivery was finished (or abandoned to its lease).
@@ -118,6 +134,16 @@ impl EngineCtx {
     }
 }
 
+/// The engine's in-memory state, by size: each is bounded by what is in
+/// recent use and returns to zero when nothing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Endpoint deliverers (stopped after `delivery.deliverer_idle_secs`).
+    pub deliverers: usize,
+    /// Cached subscriptions (dropped when older than the cache's TTL).
+    pub cached_subscriptions: usize,
+}
+
 /// A running engine; dropping it stops the engine's thread.
 pub struct Engine {
     arbiter: Arbiter,
@@ -127,8 +153,8 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the engine on a thread of its own.
-    pub fn start(store: Store, settings: &Settings, wake: Arc<Notify>) -> Self {
-        let registry = Registry::new(store.clone());
+    pub fn start(store: Store, settings: &Settings, wake: Arc<Notify>, clock: Clock) -> Self {
+        let registry = Registry::new(store.clone(), clock.clone());
         let ctx = Arc::new(EngineCtx {
             store: store.clone(),
             cfg: EngineConfig::from_settings(settings),
@@ -137,6 +163,8 @@ impl Engine {
             wake,
             stopping: AtomicBool::new(false),
             scheduler_restarts: AtomicUsize::new(0),
+            clock,
+            deliverers: AtomicUsize::new(0),
         });
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();

@@ -1,6 +1,7 @@
 //! `Janitor`: every second, returns expired leases to the schedule (a
-//! process died mid-delivery) and refreshes the queue gauges. The archive
-//! trims itself (see the README), so that is all it has to do.
+//! process died mid-delivery), drops stale entries of the subscription
+//! cache and refreshes the gauges. The archive and its indexes trim
+//! themselves (see the README).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ async fn sweep(c: Arc<EngineCtx>) {
         metrics::gauge!(m::LEASES_DEPTH).set(leased as f64);
     }
     metrics::gauge!(m::IN_FLIGHT).set(c.in_flight.load(Ordering::SeqCst) as f64);
+    c.registry.purge_stale();
+    metrics::gauge!(m::CACHED_SUBSCRIPTIONS).set(c.registry.len() as f64);
 }
 
 impl Actor for Janitor {

@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::domain::subscription::Subscription;
 use crate::store::{Store, StoreError};
 
@@ -25,7 +26,8 @@ const ENTRY_TTL: Duration = Duration::from_secs(30);
 
 struct Entry {
     sub: Option<Arc<Subscription>>,
-    loaded: Instant,
+    /// When it was read from Redis (engine clock, ms).
+    loaded_ms: i64,
 }
 
 /// Cheap to clone; shared by every actor of the engine.
@@ -33,14 +35,20 @@ struct Entry {
 pub struct Registry {
     store: Store,
     cache: Arc<RwLock<HashMap<Uuid, Entry>>>,
+    clock: Clock,
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, clock: Clock) -> Self {
         Self {
             store,
             cache: Arc::default(),
+            clock,
         }
+    }
+
+    fn fresh(&self, e: &Entry) -> bool {
+        self.clock.now_ms() - e.loaded_ms < ENTRY_TTL.as_millis() as i64
     }
 
     /// The subscription `id` of shard `shard` (None when deleted).
@@ -51,7 +59,7 @@ impl Registry {
     ) -> Result<Option<Arc<Subscription>>, StoreError> {
         if let Ok(cache) = self.cache.read() {
             if let Some(e) = cache.get(id) {
-                if e.loaded.elapsed() < ENTRY_TTL {
+                if self.fresh(e) {
                     return Ok(e.sub.clone());
                 }
             }
@@ -66,7 +74,7 @@ impl Registry {
                 *id,
                 Entry {
                     sub: sub.clone(),
-                    loaded: Instant::now(),
+                    loaded_ms: self.clock.now_ms(),
                 },
             );
         }
@@ -77,6 +85,24 @@ impl Registry {
         if let Ok(mut cache) = self.cache.write() {
             cache.remove(id);
         }
+    }
+
+    /// Drops entries no longer trusted (older than the entry TTL), so the
+    /// cache holds only subscriptions in recent use.
+    pub fn purge_stale(&self) {
+        if let Ok(mut cache) = self.cache.write() {
+            let now = self.clock.now_ms();
+            cache.retain(|_, e| now - e.loaded_ms < ENTRY_TTL.as_millis() as i64);
+        }
+    }
+
+    /// Entries cached now.
+    pub fn len(&self) -> usize {
+        self.cache.read().map_or(0, |c| c.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn clear(&self) {

@@ -9,13 +9,13 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
 use futures_util::FutureExt;
 
-use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job};
+use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job, Retire};
 use super::engine::EngineCtx;
 use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
@@ -51,8 +51,9 @@ enum Round {
 
 pub struct Scheduler {
     ctx: Arc<EngineCtx>,
-    /// One deliverer per endpoint URL, made on first use.
-    deliverers: HashMap<String, Addr<EndpointDeliverer>>,
+    /// One deliverer per endpoint URL, made on first use, with when it was
+    /// last given a delivery (idle ones are retired).
+    deliverers: HashMap<String, (Addr<EndpointDeliverer>, Instant)>,
     /// The HTTP client every deliverer of this arbiter uses (awc is not
     /// `Send`: it is made here, on the engine's thread).
     sender: Rc<Sender>,
@@ -81,6 +82,24 @@ impl Scheduler {
         }
     }
 
+    /// Stops the deliverers of endpoints that had no delivery for
+    /// `deliverer_idle`: their address is dropped here first, so a new
+    /// delivery to the endpoint starts a fresh deliverer.
+    fn retire_idle(&mut self) {
+        let idle = self.ctx.cfg.deliverer_idle;
+        self.deliverers.retain(|_, (addr, last)| {
+            let keep = last.elapsed() < idle;
+            if !keep {
+                addr.do_send(Retire);
+            }
+            keep
+        });
+        self.ctx
+            .deliverers
+            .store(self.deliverers.len(), Ordering::SeqCst);
+        metrics::gauge!(crate::metrics::DELIVERERS).set(self.deliverers.len() as f64);
+    }
+
     fn dispatch(&mut self, claimed: Claimed, sub: Result<Option<Arc<Subscription>>, StoreError>) {
         let now = self.ctx.now_ms();
         let outcome = match sub {
@@ -102,16 +121,18 @@ impl Scheduler {
             Ok(Some(s)) => match &s.channel {
                 Channel::Webhook { url } => {
                     let ctx = self.ctx.clone();
-                    let addr = self
-                        .deliverers
-                        .entry(url.clone())
-                        .or_insert_with(|| {
-                            let url = url.clone();
-                            let sender = self.sender.clone();
-                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx, sender))
-                        })
-                        .clone();
-                    addr.do_send(Deliver(Job { claimed, sub: s }));
+                    let entry = self.deliverers.entry(url.clone()).or_insert_with(|| {
+                        let url = url.clone();
+                        let sender = self.sender.clone();
+                        let addr =
+                            Supervisor::start(move |_| EndpointDeliverer::new(url, ctx, sender));
+                        (addr, Instant::now())
+                    });
+                    entry.1 = Instant::now();
+                    let live = self.deliverers.len();
+                    self.ctx.deliverers.store(live, Ordering::SeqCst);
+                    let entry = &self.deliverers[url];
+                    entry.0.do_send(Deliver(Job { claimed, sub: s }));
                     return;
                 }
                 Channel::Email { .. } => {
@@ -206,6 +227,10 @@ impl Actor for Scheduler {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.busy = false;
         ctx.notify(Tick);
+        let idle = self.ctx.cfg.deliverer_idle;
+        ctx.run_interval((idle / 2).min(Duration::from_secs(30)), |act, _| {
+            act.retire_idle()
+        });
     }
 }
 
@@ -257,7 +282,7 @@ impl Handler<Shutdown> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {
-        for addr in self.deliverers.values() {
+        for (addr, _) in self.deliverers.values() {
             addr.do_send(Drain);
         }
     }

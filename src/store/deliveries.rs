@@ -208,7 +208,8 @@ impl Store {
             .arg(now_ms)
             .arg(due)
             .arg(attempt_json)
-            .arg(error);
+            .arg(error)
+            .arg(self.retention.events_ms);
         let mut conn = self.conn();
         let reply: String = self
             .run(async move { inv.invoke_async(&mut conn).await })
@@ -497,7 +498,8 @@ impl Store {
         inv.arg(self.keys.shard_base(shard))
             .arg(now_ms)
             .arg(account.to_string())
-            .arg(event.to_string());
+            .arg(event.to_string())
+            .arg(self.retention.events_ms);
         for (id, sub) in ids.iter().zip(subscriptions) {
             inv.arg(id.to_string()).arg(sub.to_string());
         }

@@ -207,7 +207,8 @@ impl Store {
             .arg(now_ms)
             .arg(lease_ms)
             .arg(max)
-            .arg(latest);
+            .arg(latest)
+            .arg(self.retention.events_ms);
         let mut conn = self.conn();
         let flat: Vec<String> = self
             .run(async move { inv.invoke_async(&mut conn).await })
@@ -274,7 +275,8 @@ impl Store {
             .arg(now_ms)
             .arg(due)
             .arg(attempt_json)
-            .arg(error);
+            .arg(error)
+            .arg(self.retention.events_ms);
         let mut conn = self.conn();
         let reply: String = self
             .run(async move { inv.invoke_async(&mut conn).await })

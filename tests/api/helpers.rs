@@ -10,6 +10,8 @@ use actix_web::dev::ServerHandle;
 use awc::http::StatusCode;
 use serde_json::{json, Value};
 
+use courier::clock::Clock;
+use courier::delivery::engine::EngineCtx;
 use courier::settings::Settings;
 use courier::startup::Application;
 
@@ -34,6 +36,10 @@ pub struct TestApp {
     pub prefix: String,
     pub redis_url: String,
     pub client: awc::Client,
+    /// The time this courier runs on (tests move it).
+    pub clock: Clock,
+    /// Its delivery engine, to look at what it holds.
+    pub engine: Option<std::sync::Arc<EngineCtx>>,
     handle: ServerHandle,
     /// Leave the Redis keys in place when dropped.
     keep_data: bool,
@@ -63,9 +69,11 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     change(&mut settings);
     let prefix = settings.redis.key_prefix.clone();
     let redis_url = secrecy::ExposeSecret::expose_secret(&settings.redis.url).to_owned();
-    let app = Application::build(settings)
+    let clock = Clock::default();
+    let app = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("application builds");
+    let engine = app.engine().map(|e| e.context().clone());
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
@@ -77,6 +85,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
             .timeout(Duration::from_secs(30))
             .finish(),
         handle,
+        clock,
+        engine,
         keep_data: false,
     }
 }

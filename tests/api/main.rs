@@ -11,5 +11,6 @@ mod isolation;
 mod operations;
 mod receiver;
 mod redis_outage;
+mod retention;
 mod smtp;
 mod subscriptions;

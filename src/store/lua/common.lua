@@ -4,23 +4,34 @@
 -- expiry by this much at once spares the PEXPIREAT on most writes.
 local INDEX_SLACK_MS = 86400000
 
--- Adds `member` to a time index that lives at least as long as the data it
--- indexes (until `expires`, ms; nil leaves the index's expiry as it is).
+-- The archive's retention (ms), set by every script that adds to an index
+-- (from its arguments) before it calls `add_to_index`.
+local index_retention_ms = nil
+
+-- Adds `member` to a time index (scored by a time, ms) that lives at least
+-- as long as the data it indexes (until `expires`, ms; nil leaves the
+-- index's expiry as it is). Whenever the expiry is pushed forward (at most
+-- once per INDEX_SLACK_MS of an index that keeps growing), entries older
+-- than the retention are trimmed: an index that is written to for ever
+-- must not keep its expired entries for ever.
 local function add_to_index(key, score, member, expires, now)
   redis.call('ZADD', key, score, member)
   if expires then
-    local ttl = redis.call('PTTL', key)
-    if ttl < 0 or ttl < expires - now then
+    local at = redis.call('PEXPIRETIME', key)
+    if at < 0 or at < expires then
+      if index_retention_ms then
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now - index_retention_ms))
+      end
       redis.call('PEXPIREAT', key, expires + INDEX_SLACK_MS)
     end
   end
 end
 
--- When `key` expires (ms), or nil if it has no expiry.
+-- When `key` expires (ms since the epoch), or nil if it has no expiry.
 local function expiry_of(key, now)
-  local ttl = redis.call('PTTL', key)
-  if ttl > 0 then
-    return now + ttl
+  local at = redis.call('PEXPIRETIME', key)
+  if at > 0 then
+    return at
   end
   return nil
 end

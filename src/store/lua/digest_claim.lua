@@ -4,13 +4,15 @@
 -- raises the digest's token; only the latest claim may record the outcome.
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
 -- ARGV     base, now_ms, lease_ms, most digests claimed, how many newest
---          events to list
+--          events to list, archive retention ms (the token outlives every
+--          delivery a claim could hold, then expires)
 -- Returns  per digest 8 strings: subscription id, token, attempts made,
 --          when the first and the last of its deliveries were created (ms),
 --          event count, counts ('type n type n ...'), newest events
 --          ('event_id type occurred_ms ...', newest first)
 local base, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max, latest_n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local token_ttl = tonumber(ARGV[6])
 local sending = base .. 'digest-sending'
 local digests = base .. 'digests'
 local out = {}
@@ -19,6 +21,7 @@ local function emit(sub)
   local list = base .. 'digest:' .. sub
   local skey = list .. ':sending'
   local token = redis.call('INCR', list .. ':token')
+  redis.call('PEXPIRE', list .. ':token', token_ttl)
   redis.call('ZADD', sending, now + lease, sub)
   local meta = redis.call('HMGET', skey .. ':meta', 'attempts')
   local counts = redis.call('HGETALL', skey .. ':counts')

@@ -3,10 +3,11 @@
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
 -- ARGV     base, subscription id, claim token, outcome ('success', 'retry',
 --          'fail'), now_ms, next due ms (retry), attempt JSON ('' for
---          none), error text (fail)
+--          none), error text (fail), archive retention ms
 -- Returns  'ok', or 'stale' when the claim was superseded.
 local base, sub, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, due = tonumber(ARGV[5]), ARGV[6]
+index_retention_ms = tonumber(ARGV[9])
 local list = base .. 'digest:' .. sub
 local skey = list .. ':sending'
 if redis.call('GET', list .. ':token') ~= token then

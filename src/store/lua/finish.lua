@@ -1,7 +1,8 @@
 -- Records the outcome of one claimed delivery.
 -- KEYS[1]  the shard's schedule      KEYS[2]  the shard's leases
 -- ARGV     base, delivery id, claim token, outcome, now_ms, next due ms
---          (retry/wait), attempt JSON ('' for wait), error text (fail)
+--          (retry/wait), attempt JSON ('' for wait), error text (fail),
+--          archive retention ms
 -- Outcomes: 'success'; 'retry' (attempt failed, try again at next due);
 --          'fail' (attempt failed, no more tries); 'wait' (nothing was sent,
 --          e.g. the endpoint's circuit is open: due again, no attempt spent);
@@ -11,6 +12,7 @@
 --          expired and someone else claimed the delivery again).
 local base, did, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, due = tonumber(ARGV[5]), ARGV[6]
+index_retention_ms = tonumber(ARGV[9])
 local dkey = base .. 'dlv:' .. did
 local cur = redis.call('HMGET', dkey, 'claim', 'status', 'sub_id', 'created_at')
 if cur[1] ~= token then
