@@ -126,8 +126,14 @@ pub struct ExtraEventType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
-    /// Allows loopback/private webhook targets (local testing only).
+    /// Allows loopback/private webhook targets (local testing only);
+    /// link-local and metadata targets are refused regardless.
     pub allow_private_targets: bool,
+    /// Static host entries (name → IP address) used before DNS, e.g. to
+    /// pin a partner's endpoint; their addresses are checked like DNS
+    /// answers.
+    #[serde(default)]
+    pub hosts: std::collections::HashMap<String, std::net::IpAddr>,
     /// One webhook request's deadline.
     pub timeout_ms: u64,
     /// Delays between attempts, e.g. `["5s", "30s", "2m"]`.

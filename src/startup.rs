@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::delivery::engine::Engine;
+use crate::delivery::resolve::TargetResolver;
 use crate::domain::catalog::Catalog;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -84,12 +85,17 @@ impl Application {
             .delivery
             .enabled
             .then(|| Engine::start(store.clone(), &settings, wake.clone(), clock.clone()));
+        let resolver = TargetResolver::new(
+            settings.delivery.allow_private_targets,
+            &settings.delivery.hosts,
+        );
         let state = web::Data::new(AppState {
             store,
             catalog,
             settings: Arc::new(settings),
             wake,
             clock,
+            resolver,
         });
         let server = HttpServer::new(move || {
             App::new()

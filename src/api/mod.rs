@@ -39,6 +39,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// The time handlers run on.
     pub clock: crate::clock::Clock,
+    /// Judges webhook host names when a subscription is written.
+    pub resolver: crate::delivery::resolve::TargetResolver,
 }
 
 impl AppState {
@@ -57,6 +59,27 @@ impl AppState {
             allow_private_targets: self.settings.delivery.allow_private_targets,
             max_event_types: self.settings.limits.max_event_types_per_subscription,
         }
+    }
+
+    /// Refuses a webhook whose host name resolves only to addresses a
+    /// webhook may not reach (IP literals were judged by the domain check).
+    pub async fn check_target(
+        &self,
+        channel: &crate::domain::subscription::Channel,
+    ) -> Result<(), Invalid> {
+        let crate::domain::subscription::Channel::Webhook { url } = channel else {
+            return Ok(());
+        };
+        let Some(host) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.domain().map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        self.resolver
+            .check_at_create(&host)
+            .await
+            .map_err(|why| Invalid::new("channel.url", why.to_string()))
     }
 
     /// Counts what ingest stored and wakes the scheduler for new deliveries.

@@ -186,6 +186,7 @@ pub async fn create(
         st.settings.limits.max_event_types_per_subscription,
     )?;
     let channel = check_channel(&input.channel, &st.subscription_rules())?;
+    st.check_target(&channel).await?;
     let description = check_description(input.description.as_deref())?;
     let now = st.clock.now_ms();
     let sub = Subscription {
@@ -408,6 +409,7 @@ pub async fn test(
     let sender = Sender::new(
         std::time::Duration::from_millis(d.timeout_ms),
         d.allow_private_targets,
+        st.resolver.clone(),
         1,
     );
     let r = sender.post(url, &headers, body.into()).await;
@@ -459,6 +461,9 @@ pub async fn update(
         .as_ref()
         .map(|c| check_channel(c, &st.subscription_rules()))
         .transpose()?;
+    if let Some(c) = &channel {
+        st.check_target(c).await?;
+    }
     let description = input
         .description
         .as_ref()

@@ -2,6 +2,7 @@
 //! scheduler, the janitor, the registry listener, the email notifier and
 //! every endpoint deliverer, each under an actix `Supervisor`.
 
+use super::resolve::TargetResolver;
 use crate::clock::Clock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct EngineConfig {
     pub deliverer_idle: Duration,
     pub endpoint_queue: usize,
     pub allow_private_targets: bool,
+    /// Judges where webhook host names may be sent.
+    pub resolver: TargetResolver,
     /// An endpoint failing this long without a success is disabled.
     pub disable_after_ms: i64,
     /// Longest sleep between schedule checks when not woken.
@@ -81,6 +84,7 @@ impl EngineConfig {
             endpoint_queue: d.endpoint_queue,
             deliverer_idle: Duration::from_secs(d.deliverer_idle_secs.max(1)),
             allow_private_targets: d.allow_private_targets,
+            resolver: TargetResolver::new(d.allow_private_targets, &d.hosts),
             disable_after_ms: d.disable_after_hours as i64 * 3_600_000,
             poll_interval: Duration::from_millis(d.poll_interval_ms),
             circuit_alert_ms: s.email.circuit_alert_minutes as i64 * 60_000,

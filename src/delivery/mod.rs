@@ -11,6 +11,7 @@ pub mod janitor;
 pub mod notification;
 pub mod ratelimit;
 pub mod registry;
+pub mod resolve;
 pub mod retry;
 pub mod scheduler;
 pub mod sender;

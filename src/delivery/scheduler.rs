@@ -70,6 +70,7 @@ impl Scheduler {
         let sender = Rc::new(Sender::new(
             cfg.timeout,
             cfg.allow_private_targets,
+            cfg.resolver.clone(),
             cfg.max_connections,
         ));
         Self {

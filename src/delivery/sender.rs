@@ -13,7 +13,8 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 
 use super::notification::MAX_RESPONSE_BYTES;
-use crate::domain::target::is_public_ip;
+use super::resolve::TargetResolver;
+use crate::domain::target::{allowed, classify};
 
 /// What came of one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,10 +28,8 @@ pub struct HttpResult {
     pub error: Option<String>,
 }
 
-/// Resolves host names, keeping only addresses a webhook may reach.
-struct GuardedResolver {
-    allow_private: bool,
-}
+/// Resolves host names for awc, keeping only addresses a webhook may reach.
+struct GuardedResolver(TargetResolver);
 
 impl Resolve for GuardedResolver {
     fn lookup<'a>(
@@ -39,16 +38,10 @@ impl Resolve for GuardedResolver {
         port: u16,
     ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn StdError>>> {
         Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-            if self.allow_private {
-                return Ok(all);
-            }
-            let public: Vec<SocketAddr> =
-                all.into_iter().filter(|a| is_public_ip(a.ip())).collect();
-            if public.is_empty() {
-                return Err(format!("blocked target: {host} resolves only to private, loopback or link-local addresses").into());
-            }
-            Ok(public)
+            self.0
+                .resolve(host, port)
+                .await
+                .map_err(|e| e.to_string().into())
         })
     }
 }
@@ -63,8 +56,13 @@ pub struct Sender {
 
 impl Sender {
     /// `connections` bounds the open connections of this client.
-    pub fn new(timeout: Duration, allow_private: bool, connections: usize) -> Self {
-        let tcp = TcpConnector::new(Resolver::custom(GuardedResolver { allow_private })).service();
+    pub fn new(
+        timeout: Duration,
+        allow_private: bool,
+        resolver: TargetResolver,
+        connections: usize,
+    ) -> Self {
+        let tcp = TcpConnector::new(Resolver::custom(GuardedResolver(resolver))).service();
         let connector = awc::Connector::new()
             .connector(tcp)
             .timeout(timeout.min(Duration::from_secs(10)))
@@ -153,15 +151,13 @@ impl Sender {
 
     /// An IP-literal host that is not allowed (names go through the resolver).
     fn blocked_literal(&self, url: &str) -> Option<String> {
-        if self.allow_private {
-            return None;
-        }
         let parsed = url::Url::parse(url).ok()?;
         let ip: IpAddr = match parsed.host()? {
             url::Host::Ipv4(ip) => ip.into(),
             url::Host::Ipv6(ip) => ip.into(),
             url::Host::Domain(_) => return None,
         };
-        (!is_public_ip(ip)).then(|| format!("blocked target: {ip} is not a public address"))
+        (!allowed(classify(ip), self.allow_private))
+            .then(|| format!("blocked target: {ip} is not an address a webhook may reach"))
     }
 }

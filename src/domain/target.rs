@@ -12,16 +12,38 @@ use super::Invalid;
 /// Longest webhook URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
 
-/// Host names that always mean "this machine" or a metadata service.
-const BLOCKED_NAMES: &[&str] = &["localhost", "metadata.google.internal", "metadata"];
+/// Host names of cloud metadata services: never a target, whatever the
+/// configuration.
+const METADATA_NAMES: &[&str] = &[
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+];
+
+/// What an address is, as a webhook target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Globally routable unicast: always allowed.
+    Public,
+    /// Loopback, private networks, carrier-grade NAT, unique-local IPv6,
+    /// documentation ranges: allowed only with `allow_private_targets`
+    /// (local testing).
+    Private,
+    /// Link-local (where cloud metadata services live), metadata addresses,
+    /// unspecified, multicast, broadcast and reserved: never.
+    Forbidden,
+}
 
 /// A validated webhook URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl(Url);
 
 impl WebhookUrl {
-    /// Validates `text`; with `allow_private` the address checks are skipped
-    /// (local testing), the shape checks are not.
+    /// Validates `text`; with `allow_private` loopback and private
+    /// addresses are accepted (local testing); link-local and metadata
+    /// targets never are, and the shape checks always apply.
     pub fn parse(field: &str, text: &str, allow_private: bool) -> Result<Self, Invalid> {
         if text.len() > MAX_URL_LEN {
             return Err(Invalid::new(
@@ -40,18 +62,13 @@ impl WebhookUrl {
         if url.fragment().is_some() {
             return Err(Invalid::new(field, "must not contain a #fragment"));
         }
-        if !allow_private {
-            let blocked = match host {
-                Host::Ipv4(ip) => !is_public_ip(IpAddr::V4(ip)),
-                Host::Ipv6(ip) => !is_public_ip(IpAddr::V6(ip)),
-                Host::Domain(name) => is_blocked_name(name),
-            };
-            if blocked {
-                return Err(Invalid::new(
-                    field,
-                    "must not point at a loopback, private, link-local or metadata address",
-                ));
-            }
+        let reach = match host {
+            Host::Ipv4(ip) => classify(IpAddr::V4(ip)),
+            Host::Ipv6(ip) => classify(IpAddr::V6(ip)),
+            Host::Domain(name) => classify_name(name),
+        };
+        if !allowed(reach, allow_private) {
+            return Err(Invalid::new(field, refusal(reach)));
         }
         Ok(Self(url))
     }
@@ -59,55 +76,129 @@ impl WebhookUrl {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The host name, when the URL names one (not an IP literal).
+    pub fn domain(&self) -> Option<&str> {
+        self.0.domain()
+    }
 }
 
-fn is_blocked_name(name: &str) -> bool {
+/// Why a target of `reach` is refused.
+pub fn refusal(reach: Reach) -> &'static str {
+    match reach {
+        Reach::Forbidden => {
+            "must not point at a link-local or cloud metadata address (never allowed)"
+        }
+        _ => "must not point at a loopback, private, link-local or metadata address",
+    }
+}
+
+/// Whether a target of `reach` may be sent to.
+pub fn allowed(reach: Reach, allow_private: bool) -> bool {
+    match reach {
+        Reach::Public => true,
+        Reach::Private => allow_private,
+        Reach::Forbidden => false,
+    }
+}
+
+/// What a host name is known to be before it is resolved: metadata names
+/// are forbidden, `localhost` and `*.localhost`/`*.internal` private,
+/// anything else is judged by the addresses it resolves to.
+pub fn classify_name(name: &str) -> Reach {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    BLOCKED_NAMES.contains(&name.as_str())
-        || name.ends_with(".localhost")
-        || name.ends_with(".internal")
+    if METADATA_NAMES.contains(&name.as_str()) {
+        Reach::Forbidden
+    } else if name == "localhost" || name.ends_with(".localhost") || name.ends_with(".internal") {
+        Reach::Private
+    } else {
+        Reach::Public
+    }
 }
 
 /// True when `ip` is a globally routable unicast address a webhook may reach.
 pub fn is_public_ip(ip: IpAddr) -> bool {
+    classify(ip) == Reach::Public
+}
+
+/// Classifies an address; IPv4 embedded in IPv6 (mapped, compatible,
+/// NAT64) is judged as the IPv4 address, and never better than private.
+pub fn classify(ip: IpAddr) -> Reach {
     match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
     }
 }
 
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    let blocked = a == 0                                  // "this network"
-        || a == 10                                        // private
+fn classify_v4(ip: Ipv4Addr) -> Reach {
+    let [a, b, c, d] = ip.octets();
+    let forbidden = a == 0                                // "this network"
+        || (a == 169 && b == 254)                         // link-local, cloud metadata
+        || (a == 100 && b == 100 && c == 100 && d == 200) // Alibaba Cloud metadata
+        || (a == 192 && b == 0 && c == 0)                 // IETF protocol assignments
+        || a >= 224; // multicast, reserved, broadcast
+    let private = a == 10                                 // private
         || (a == 100 && (64..128).contains(&b))           // carrier-grade NAT
         || a == 127                                       // loopback
-        || (a == 169 && b == 254)                         // link-local, cloud metadata
         || (a == 172 && (16..32).contains(&b))            // private
-        || (a == 192 && b == 0 && c == 0)                 // IETF protocol assignments
         || (a == 192 && b == 0 && c == 2)                 // documentation
         || (a == 192 && b == 168)                         // private
         || (a == 198 && (18..20).contains(&b))            // benchmarking
         || (a == 198 && b == 51 && c == 100)              // documentation
-        || (a == 203 && b == 0 && c == 113)               // documentation
-        || a >= 224; // multicast, reserved, broadcast
-    !blocked
+        || (a == 203 && b == 0 && c == 113); // documentation
+    if forbidden {
+        Reach::Forbidden
+    } else if private {
+        Reach::Private
+    } else {
+        Reach::Public
+    }
 }
 
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
+fn classify_v6(ip: Ipv6Addr) -> Reach {
+    if ip.is_loopback() {
+        return Reach::Private;
+    }
+    if ip.is_unspecified() {
+        return Reach::Forbidden;
     }
     let seg = ip.segments();
-    let blocked = ip.is_unspecified()
-        || ip.is_loopback()
-        || (seg[0] & 0xfe00) == 0xfc00                    // unique local (fc00::/7)
+    let embedded = ip
+        .to_ipv4_mapped()
+        .or_else(|| {
+            (seg[..6] == [0, 0, 0, 0, 0, 0]).then(|| ip.to_ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED))
+        })
+        .or_else(|| {
+            // NAT64: 64:ff9b::/96 and the local-use 64:ff9b:1::/48.
+            let nat64 = (seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1);
+            nat64.then(|| {
+                let o = ip.octets();
+                Ipv4Addr::new(o[12], o[13], o[14], o[15])
+            })
+        });
+    if let Some(v4) = embedded {
+        return match classify_v4(v4) {
+            Reach::Public => Reach::Private,
+            other => other,
+        };
+    }
+    if ip.is_unspecified()
         || (seg[0] & 0xffc0) == 0xfe80                    // link-local
         || (seg[0] & 0xff00) == 0xff00                    // multicast
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8)         // documentation
-        || (seg[0] == 0x0064 && seg[1] == 0xff9b)         // NAT64 (embeds IPv4)
-        || seg[..6] == [0, 0, 0, 0, 0, 0]; // IPv4-compatible
-    !blocked
+        || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+    // AWS metadata over IPv6
+    {
+        Reach::Forbidden
+    } else if ip.is_loopback()
+        || (seg[0] & 0xfe00) == 0xfc00                    // unique local (fc00::/7)
+        || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+    // documentation
+    {
+        Reach::Private
+    } else {
+        Reach::Public
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +256,12 @@ mod tests {
             "http://[fd00:ec2::254]/",
             "http://[fe80::1]/",
             "http://224.0.0.1/",
+            "http://0x7f.1/",
+            "http://017700000001/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://100.127.255.254/",
+            "http://instance-data/",
         ] {
             assert!(!ok(bad), "{bad} should be blocked");
         }
@@ -172,8 +269,59 @@ mod tests {
 
     #[test]
     fn private_targets_are_allowed_when_configured() {
-        assert!(WebhookUrl::parse("url", "http://127.0.0.1:9000/hook", true).is_ok());
+        for url in [
+            "http://127.0.0.1:9000/hook",
+            "http://localhost:9000/hook",
+            "http://10.1.2.3/",
+            "http://[::1]:9000/",
+            "http://build.internal/",
+        ] {
+            assert!(WebhookUrl::parse("url", url, true).is_ok(), "{url}");
+        }
         assert!(WebhookUrl::parse("url", "ftp://127.0.0.1/", true).is_err());
+    }
+
+    #[test]
+    fn link_local_and_metadata_targets_are_refused_even_when_private_ones_are_allowed() {
+        for bad in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://0xa9fea9fe/",
+            "http://2852039166/",
+            "http://169.254.1.1:8080/",
+            "http://[fe80::1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[fd00:ec2::254]/",
+            "http://100.100.100.200/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://METADATA/",
+            "http://instance-data/latest/",
+            "http://0.0.0.0/",
+            "http://224.0.0.1/",
+        ] {
+            let err = WebhookUrl::parse("url", bad, true).expect_err(bad);
+            assert!(
+                err.message.contains("never allowed"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_judged_as_the_ipv4_address() {
+        assert_eq!(classify("::ffff:10.0.0.1".parse().unwrap()), Reach::Private);
+        assert_eq!(classify("64:ff9b::a00:1".parse().unwrap()), Reach::Private);
+        assert_eq!(
+            classify("64:ff9b:1::a00:1".parse().unwrap()),
+            Reach::Private
+        );
+        assert_eq!(classify("::127.0.0.1".parse().unwrap()), Reach::Private);
+        // A public IPv4 through NAT64 is still not a plain public target.
+        assert_eq!(
+            classify("64:ff9b::808:808".parse().unwrap()),
+            Reach::Private
+        );
     }
 
     #[test]

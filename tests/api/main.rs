@@ -13,4 +13,5 @@ mod receiver;
 mod redis_outage;
 mod retention;
 mod smtp;
+mod ssrf;
 mod subscriptions;
