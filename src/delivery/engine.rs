@@ -2,6 +2,7 @@
 //! scheduler, the janitor, the registry listener, the email notifier and
 //! every endpoint deliverer, each under an actix `Supervisor`.
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,7 @@ pub struct EngineConfig {
     /// Concurrent requests to one endpoint.
     pub endpoint_concurrency: usize,
     /// Open connections of the engine's client, all endpoints together.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Most deliveries an endpoint may hold queued; the queue is also
     /// bounded by time (see `backlog`). More are handed back to the
     /// schedule, no attempt spent.
@@ -59,26 +60,27 @@ impl EngineConfig {
 
     pub fn from_settings(s: &Settings) -> Self {
         let d = &s.delivery;
-        let timeout = Duration::from_millis(d.timeout_ms);
+        let timeout = d.timeout_ms.get();
+        let longest_timeout_ms = d.timeout_ms.max(s.smtp.timeout_ms).as_millis();
         Self {
-            policy: RetryPolicy::new(s.retry_schedule().unwrap_or_default(), d.jitter),
+            policy: RetryPolicy::new(s.retry_schedule(), d.jitter),
             breaker: BreakerConfig {
-                failure_threshold: d.breaker_failure_threshold,
-                base_cooldown_ms: d.breaker_cooldown_ms as i64,
-                max_cooldown_ms: d.breaker_max_cooldown_ms as i64,
+                failure_threshold: d.breaker_failure_threshold.get(),
+                base_cooldown_ms: d.breaker_cooldown_ms.as_millis() as i64,
+                max_cooldown_ms: d.breaker_max_cooldown_ms.as_millis() as i64,
             },
             timeout,
             // One request's (or email's) timeout, twice that for waiting in
             // the endpoint's queue (see `backlog`), and a margin.
-            lease_ms: (d.timeout_ms.max(s.smtp.timeout_ms) * 3 + 2_000) as i64,
-            batch: d.claim_batch,
-            max_in_flight: d.max_in_flight,
-            endpoint_concurrency: d.endpoint_concurrency,
+            lease_ms: (longest_timeout_ms * 3 + 2_000) as i64,
+            batch: d.claim_batch.get(),
+            max_in_flight: d.max_in_flight.get(),
+            endpoint_concurrency: d.endpoint_concurrency.get(),
             max_connections: d.max_connections,
-            endpoint_queue: d.endpoint_queue,
+            endpoint_queue: d.endpoint_queue.get(),
             allow_private_targets: d.allow_private_targets,
-            disable_after_ms: d.disable_after_hours as i64 * 3_600_000,
-            poll_interval: Duration::from_millis(d.poll_interval_ms),
+            disable_after_ms: d.disable_after_hours.get() as i64 * 3_600_000,
+            poll_interval: d.poll_interval_ms.get(),
             circuit_alert_ms: s.email.circuit_alert_minutes as i64 * 60_000,
         }
     }
@@ -159,15 +161,10 @@ impl Engine {
             let ctx = ctx.clone();
             Supervisor::start_in_arbiter(&handle, move |_| Janitor::new(ctx));
         }
-        let first_seed = secrecy::ExposeSecret::expose_secret(&settings.redis.url)
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let target = store.target().clone();
         let channel = store.keys().subscription_changes();
         Supervisor::start_in_arbiter(&handle, move |_| {
-            RegistryListener::new(registry, first_seed, channel)
+            RegistryListener::new(registry, target, channel)
         });
         Self {
             arbiter,

@@ -5,6 +5,7 @@
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
@@ -63,12 +64,12 @@ pub struct Sender {
 
 impl Sender {
     /// `connections` bounds the open connections of this client.
-    pub fn new(timeout: Duration, allow_private: bool, connections: usize) -> Self {
+    pub fn new(timeout: Duration, allow_private: bool, connections: NonZeroUsize) -> Self {
         let tcp = TcpConnector::new(Resolver::custom(GuardedResolver { allow_private })).service();
         let connector = awc::Connector::new()
             .connector(tcp)
             .timeout(timeout.min(Duration::from_secs(10)))
-            .limit(connections.max(1));
+            .limit(connections.get());
         let client = awc::Client::builder()
             .connector(connector)
             .disable_redirects()

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::helpers::{spawn_app, spawn_app_with, ADMIN_KEY};
+use crate::helpers::{delay, millis, spawn_app, spawn_app_with, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -133,7 +133,7 @@ async fn a_timeout_is_a_failed_attempt() {
         "/slow",
         vec![Reply::status(200).delayed(Duration::from_millis(1_500))],
     );
-    let app = spawn_app_with(|s| s.delivery.timeout_ms = 300).await;
+    let app = spawn_app_with(|s| s.delivery.timeout_ms = millis(300)).await;
     let (account, key) = app.create_account().await;
     app.subscribe(&key, &rx.url("/slow"), &["*"], json!({}))
         .await;
@@ -226,9 +226,9 @@ async fn the_circuit_opens_probes_and_closes() {
         vec![Reply::status(500), Reply::status(500), Reply::status(500)],
     );
     let app = spawn_app_with(|s| {
-        s.delivery.breaker_failure_threshold = 3;
-        s.delivery.endpoint_concurrency = 1;
-        s.delivery.retry_schedule = vec!["50ms".into(); 6];
+        s.delivery.breaker_failure_threshold = 3.try_into().unwrap();
+        s.delivery.endpoint_concurrency = 1.try_into().unwrap();
+        s.delivery.retry_schedule = vec![delay("50ms"); 6];
     })
     .await;
     let (account, key) = app.create_account().await;
@@ -277,7 +277,7 @@ async fn the_circuit_opens_probes_and_closes() {
 async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     let rx = Receiver::start().await;
     rx.default_reply("/hang", Reply::status(200).delayed(Duration::from_secs(3)));
-    let app = spawn_app_with(|s| s.delivery.timeout_ms = 5_000).await;
+    let app = spawn_app_with(|s| s.delivery.timeout_ms = millis(5_000)).await;
     let (account, key) = app.create_account().await;
     app.subscribe(&key, &rx.url("/hang"), &["*"], json!({}))
         .await;
@@ -341,7 +341,7 @@ async fn a_rate_limited_subscription_is_not_sent_more_than_its_rate() {
 async fn replay_and_manual_retry_send_again() {
     let rx = Receiver::start().await;
     rx.default_reply("/always-fails", Reply::status(500));
-    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec!["50ms".into()]).await;
+    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec![delay("50ms")]).await;
     let (account, key) = app.create_account().await;
     let (ok_sub, _) = app.subscribe(&key, &rx.url("/ok"), &["*"], json!({})).await;
     let (bad_sub, _) = app
@@ -418,7 +418,7 @@ async fn replay_and_manual_retry_send_again() {
 async fn recover_requeues_failed_deliveries_since_a_time() {
     let rx = Receiver::start().await;
     rx.default_reply("/later", Reply::status(500));
-    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec!["50ms".into()]).await;
+    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec![delay("50ms")]).await;
     let (account, key) = app.create_account().await;
     let (sub, _) = app
         .subscribe(&key, &rx.url("/later"), &["*"], json!({}))
@@ -543,7 +543,7 @@ async fn private_targets_are_refused_at_delivery_time_too() {
     let deliverer = spawn_app_with(|s| {
         s.redis.key_prefix = prefix;
         s.delivery.allow_private_targets = false;
-        s.delivery.retry_schedule = vec!["50ms".into()];
+        s.delivery.retry_schedule = vec![delay("50ms")];
     })
     .await;
     let (account, key) = api.create_account().await;
@@ -669,7 +669,7 @@ async fn a_panicking_scheduler_is_restarted_and_keeps_delivering() {
 async fn an_endpoint_failing_for_days_is_disabled_with_a_notice() {
     let rx = Receiver::start().await;
     rx.default_reply("/dead", Reply::status(500));
-    let app = spawn_app_with(|s| s.delivery.disable_after_hours = 120).await;
+    let app = spawn_app_with(|s| s.delivery.disable_after_hours = 120.try_into().unwrap()).await;
     let (account, key) = app.create_account().await;
     let url = rx.url("/dead");
     let (sub, _) = app.subscribe(&key, &url, &["*"], json!({})).await;

@@ -2,6 +2,7 @@
 //! Redis key prefix, so all of them run in parallel against one Redis.
 
 mod accounts;
+mod config;
 mod crash;
 mod delivery;
 mod email;
@@ -10,5 +11,6 @@ mod helpers;
 mod operations;
 mod receiver;
 mod redis_outage;
+mod redis_tls;
 mod smtp;
 mod subscriptions;
