@@ -258,23 +258,8 @@ fn finish_in_background(
 ) {
     actix::spawn(async move {
         let now = ctx.now_ms();
-        match ctx
-            .store
-            .finish(&job.claimed, &outcome, attempt.as_ref(), now)
-            .await
-        {
-            Ok(true) => match &outcome {
-                Outcome::Success => {
-                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "succeeded").increment(1)
-                }
-                Outcome::Fail { .. } => {
-                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "failed").increment(1)
-                }
-                Outcome::Drop { .. } => {
-                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "dropped").increment(1)
-                }
-                _ => {}
-            },
+        match ctx.finish(&job.claimed, &outcome, attempt.as_ref()).await {
+            Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(delivery = %job.claimed.delivery_id, "claim superseded; outcome not recorded")
             }

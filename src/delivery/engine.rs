@@ -17,8 +17,9 @@ use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
 use crate::email::notifier::EmailNotifier;
 use crate::email::Mailer;
+use crate::metrics as m;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Attempt, Claimed, Outcome, Store, StoreError};
 
 /// The engine's tuning, from configuration.
 #[derive(Debug, Clone)]
@@ -86,6 +87,17 @@ impl EngineConfig {
     }
 }
 
+/// The `outcome` label of `courier_deliveries_finished_total` for a final
+/// outcome; None for one that leaves the delivery pending.
+fn finished_label(outcome: &Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Success => Some("succeeded"),
+        Outcome::Fail { .. } => Some("failed"),
+        Outcome::Drop { .. } => Some("dropped"),
+        Outcome::Retry { .. } | Outcome::Wait { .. } => None,
+    }
+}
+
 /// What every engine actor shares.
 pub struct EngineCtx {
     pub store: Store,
@@ -105,6 +117,27 @@ pub struct EngineCtx {
 impl EngineCtx {
     pub fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+
+    /// Records `outcome` of a claimed delivery (with the attempt made, if
+    /// any) and counts it in `courier_deliveries_finished_total` when it is
+    /// final. Every finish of a claimed delivery goes through here, so each
+    /// final outcome is counted once. `Ok(false)`: the claim was superseded
+    /// (someone else holds the delivery now) and nothing was recorded.
+    pub async fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, StoreError> {
+        let recorded = self
+            .store
+            .finish(claimed, outcome, attempt, self.now_ms())
+            .await?;
+        if let (true, Some(label)) = (recorded, finished_label(outcome)) {
+            metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => label).increment(1);
+        }
+        Ok(recorded)
     }
 
     /// A claimed delivery was finished (or abandoned to its lease).
@@ -202,5 +235,26 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.ctx.stopping.store(true, Ordering::SeqCst);
         self.arbiter.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_outcomes_are_counted_by_their_label_and_pending_ones_not() {
+        let error = || "e".to_owned();
+        assert_eq!(finished_label(&Outcome::Success), Some("succeeded"));
+        assert_eq!(
+            finished_label(&Outcome::Fail { error: error() }),
+            Some("failed")
+        );
+        assert_eq!(
+            finished_label(&Outcome::Drop { error: error() }),
+            Some("dropped")
+        );
+        assert_eq!(finished_label(&Outcome::Retry { due_ms: 1 }), None);
+        assert_eq!(finished_label(&Outcome::Wait { due_ms: 1 }), None);
     }
 }

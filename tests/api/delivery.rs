@@ -778,3 +778,49 @@ async fn metrics_count_ingest_and_deliveries() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }
+
+#[actix_web::test]
+async fn a_delivery_whose_subscription_was_disabled_is_counted_as_dropped() {
+    const DROPPED: &str = r#"courier_deliveries_finished_total{outcome="dropped"}"#;
+    let rx = Receiver::start().await;
+    // An API-only replica takes the event; the subscription is disabled
+    // before any replica delivers it.
+    let api = spawn_app_with(|s| s.delivery.enabled = false).await;
+    let (account, key) = api.create_account().await;
+    let (sub, _) = api
+        .subscribe(&key, &rx.url("/off"), &["*"], json!({}))
+        .await;
+    assert_eq!(api.ingest(&account, "cus_1").await.status, 202);
+    let r = api
+        .patch(
+            &format!("/v1/subscriptions/{sub}"),
+            Some(&key),
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The counter is shared by every courier of this test process: only its
+    // growth is this test's.
+    let before = api.metric(DROPPED).await;
+    let prefix = api.prefix.clone();
+    let deliverer = spawn_app_with(|s| s.redis.key_prefix = prefix).await;
+    let failed = deliverer
+        .poll_until(
+            &format!("/v1/subscriptions/{sub}/deliveries?status=failed"),
+            &key,
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| d.len() == 1),
+        )
+        .await;
+    assert_eq!(failed["data"].as_array().map(Vec::len), Some(1), "{failed}");
+    let mut after = before;
+    for _ in 0..40 {
+        after = deliverer.metric(DROPPED).await;
+        if after > before {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(after >= before + 1.0, "dropped stayed at {after}");
+    assert!(rx.received("/off").is_empty());
+}

@@ -190,6 +190,19 @@ impl TestApp {
         r
     }
 
+    /// The value of one sample of `GET /metrics`, e.g.
+    /// `courier_deliveries_finished_total{outcome="dropped"}` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let r = self.get("/metrics", None).await;
+        assert_eq!(r.status, 200);
+        String::from_utf8_lossy(&r.raw)
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0.0, |v| {
+                v.trim().parse().expect("a sample value is a number")
+            })
+    }
+
     /// Keys under this test's prefix.
     pub fn redis_keys(&self) -> Vec<String> {
         let client = redis::Client::open(self.redis_url.as_str()).unwrap();
