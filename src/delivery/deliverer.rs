@@ -313,7 +313,7 @@ async fn report_circuit(ctx: &EngineCtx, job: &Job, url: &str, since: i64, now: 
     notice.subscription_id = Some(job.sub.id);
     notice.endpoint = Some(url.to_owned());
     notice.failing_since_ms = Some(since);
-    let once = (format!("circuit:{url}"), since.to_string());
+    let once = (ctx.store.keys().circuit_report(url), since.to_string());
     if let Err(e) = ctx
         .store
         .add_notice(&notice, Some((&once.0, &once.1)), now)
