@@ -3,7 +3,6 @@
 //!
 //! Every key is documented in `config/default.toml`; the field comments here
 //! say why a key exists.
-
 //!
 //! Values that could never work cannot be held: counts that must not be
 //! zero are `NonZero…`, timeouts and delays are [`PositiveDuration`]s, so a
