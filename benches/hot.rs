@@ -71,7 +71,8 @@ fn claim_round_trip(c: &mut Criterion) {
         .into();
     settings.redis.key_prefix = format!("bench-{}", Uuid::new_v4().simple());
     settings.redis.shards = 1;
-    let store = rt.block_on(Store::connect(&settings)).unwrap();
+    let target = courier::store::RedisTarget::from_settings(&settings.redis).unwrap();
+    let store = rt.block_on(Store::connect(&settings, &target)).unwrap();
     let account = Uuid::now_v7();
     let catalog = Catalog::new(&[]).unwrap();
     let rules = IngestRules {

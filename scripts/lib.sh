@@ -4,6 +4,7 @@
 #
 #   ensure_redis_server        redis-server + redis-cli, installed if missing
 #   ensure_smtp_catcher        aiosmtpd for Debian's /usr/bin/python3
+#   ensure_openssl             openssl (the tests make a throwaway CA with it)
 #   free_port                  prints a TCP port the kernel says is free
 #   start_redis DIR PORT [ARG...]   a redis-server of our own, data/log in DIR
 #   stop_redis DIR             stops the redis-server start_redis left in DIR
@@ -60,6 +61,19 @@ ensure_smtp_catcher() {
   apt_install python3-aiosmtpd || exit 1
   if ! "$COURIER_SYS_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1; then
     say "$COURIER_SYS_PYTHON still cannot import aiosmtpd after installing python3-aiosmtpd"
+    exit 1
+  fi
+}
+
+# Makes sure the openssl command is on PATH (the Redis TLS tests make a
+# throwaway CA and server certificate with it); exits 1 if it cannot be.
+ensure_openssl() {
+  if command -v openssl >/dev/null 2>&1; then
+    return 0
+  fi
+  apt_install openssl || exit 1
+  if ! command -v openssl >/dev/null 2>&1; then
+    say "openssl still not on PATH after installing openssl"
     exit 1
   fi
 }

@@ -10,8 +10,9 @@
 //!   events, accounts and API keys, subscriptions, webhook target checks.
 //! - [`store`]: the Redis key layout, Lua scripts and every query.
 //! - [`api`]: the HTTP API (actix-web handlers, errors, auth, OpenAPI).
-//! - [`startup`]: `Application` binds a listener and runs the server
-//!   until it is stopped.
+//! - [`startup`]: `prepare` checks the configuration (all that `courier
+//!   check-config` runs); `Application` runs it, binds a listener and runs
+//!   the server until it is stopped.
 //! - [`telemetry`] sets up logging; [`clock`] is the time courier runs on
 //!   (tests move it).
 

@@ -1,7 +1,12 @@
 use clap::{Parser, Subcommand};
 
+use std::process::ExitCode;
+
 use courier::settings::Settings;
-use courier::startup::Application;
+use courier::startup::{self, Application, StartupError};
+
+/// Exit status of a configuration that cannot work.
+const BAD_CONFIG: u8 = 2;
 
 /// courier: event notifications by signed webhook and email.
 ///
@@ -18,25 +23,33 @@ struct Cli {
 enum Command {
     /// Run the HTTP API.
     Serve,
-    /// Load and validate the configuration, then exit.
+    /// Run every check of the configuration that `serve` runs before it
+    /// connects (values, event catalogue, Redis URL and TLS files), then exit:
+    /// 0 when valid, 2 with a message naming the key otherwise.
     CheckConfig,
 }
 
 #[actix_web::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("courier: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(BAD_CONFIG);
         }
     };
     match cli.command {
-        Command::CheckConfig => {
-            println!("configuration is valid");
-            std::process::ExitCode::SUCCESS
-        }
+        Command::CheckConfig => match startup::prepare(&settings) {
+            Ok(_) => {
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("courier: {e}");
+                ExitCode::from(BAD_CONFIG)
+            }
+        },
         Command::Serve => {
             courier::telemetry::init(&settings.log);
             let host = settings.server.host.clone();
@@ -45,15 +58,18 @@ async fn main() -> std::process::ExitCode {
                 Err(e) => {
                     tracing::error!("courier cannot start: {e}");
                     eprintln!("courier: {e}");
-                    return std::process::ExitCode::FAILURE;
+                    return match e {
+                        StartupError::Config(_) => ExitCode::from(BAD_CONFIG),
+                        _ => ExitCode::FAILURE,
+                    };
                 }
             };
             tracing::info!("courier listening on http://{host}:{}", app.port());
             match app.run_until_stopped().await {
-                Ok(()) => std::process::ExitCode::SUCCESS,
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("courier: {e}");
-                    std::process::ExitCode::FAILURE
+                    ExitCode::FAILURE
                 }
             }
         }

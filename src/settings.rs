@@ -3,27 +3,88 @@
 //!
 //! Every key is documented in `config/default.toml`; the field comments here
 //! say why a key exists.
+//!
+//! Values that could never work cannot be held: counts that must not be
+//! zero are `NonZero…`, timeouts and delays are [`PositiveDuration`]s, so a
+//! zero is refused while the files are read, with the key named. What
+//! depends on several keys is checked by [`Settings::validate`].
 
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::{de, Deserialize, Deserializer};
 
 /// Why the configuration cannot be used; names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("configuration could not be read: {0}")]
+    /// A file could not be read or parsed, or a value has the wrong type or
+    /// is out of its type's range (the message names the key).
+    #[error("invalid configuration: {0}")]
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}` is invalid: {message}")]
     Invalid { key: &'static str, message: String },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        key,
-        message: message.into(),
+impl SettingsError {
+    /// The value of `key` cannot work, because of `message`.
+    pub fn invalid(key: &'static str, message: impl Into<String>) -> Self {
+        SettingsError::Invalid {
+            key,
+            message: message.into(),
+        }
     }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError::invalid(key, message)
+}
+
+/// A duration greater than zero. Keys ending in `_ms` hold it as whole
+/// milliseconds (`timeout_ms = 15000`); lists such as
+/// `delivery.retry_schedule` hold it as text with a unit (`"5s"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PositiveDuration(Duration);
+
+impl PositiveDuration {
+    /// `ms` milliseconds; None for 0.
+    pub fn from_millis(ms: u64) -> Option<Self> {
+        (ms > 0).then(|| Self(Duration::from_millis(ms)))
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Whole milliseconds (at least 1).
+    pub fn as_millis(self) -> u64 {
+        self.0.as_millis() as u64
+    }
+}
+
+impl FromStr for PositiveDuration {
+    type Err = String;
+
+    /// Parses `"5s"`, `"30m"`, `"2h"`, `"1d"` or `"250ms"`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(Self)
+    }
+}
+
+/// From text with a unit: `"5s"`.
+impl<'de> Deserialize<'de> for PositiveDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+/// For `_ms` keys: a whole number of milliseconds, greater than zero.
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<PositiveDuration, D::Error> {
+    let ms = u64::deserialize(d)?;
+    PositiveDuration::from_millis(ms)
+        .ok_or_else(|| de::Error::custom("must be a positive number of milliseconds, not 0"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,9 +126,16 @@ pub struct RedisSettings {
     /// Hash-tag shards; the unit of atomicity and of cluster distribution.
     pub shards: u16,
     /// Bounds every round trip so a dead Redis means a quick 503, not a hang.
-    pub command_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub command_timeout_ms: PositiveDuration,
     /// Bounds connection establishment for the same reason.
-    pub connect_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub connect_timeout_ms: PositiveDuration,
+    /// PEM file of the CA(s) that signed the Redis server's certificate, for
+    /// a `rediss://` Redis whose certificate is not from a public CA
+    /// (self-hosted, some managed services). Replaces the public roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,30 +150,30 @@ pub struct AuthSettings {
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     /// Events larger than this are refused with 413.
-    pub max_payload_bytes: usize,
+    pub max_payload_bytes: NonZeroUsize,
     /// Items per batch request.
-    pub max_batch_events: usize,
+    pub max_batch_events: NonZeroUsize,
     /// Whole batch request body.
     pub max_batch_body_bytes: usize,
     /// Body of every other JSON endpoint.
     pub max_body_bytes: usize,
     /// Keeps one account from growing the fan-out without bound.
-    pub max_subscriptions_per_account: usize,
+    pub max_subscriptions_per_account: NonZeroUsize,
     /// Keeps one subscription's routing entries bounded.
-    pub max_event_types_per_subscription: usize,
+    pub max_event_types_per_subscription: NonZeroUsize,
     /// Page size when the client does not ask for one.
-    pub default_page_size: usize,
+    pub default_page_size: NonZeroUsize,
     /// Largest page a client may ask for.
-    pub max_page_size: usize,
+    pub max_page_size: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventSettings {
     /// Archive retention; events and their index entries expire after it.
-    pub retention_days: u32,
+    pub retention_days: NonZeroU32,
     /// How long a repeated Idempotency-Key returns the first event.
-    pub idempotency_ttl_hours: u32,
+    pub idempotency_ttl_hours: NonZeroU32,
     /// Tolerated clock skew of publishers.
     pub max_future_skew_secs: u64,
     /// Operator-defined event types added to the built-in catalogue.
@@ -135,37 +203,42 @@ pub struct DeliverySettings {
     #[serde(default)]
     pub hosts: std::collections::HashMap<String, std::net::IpAddr>,
     /// One webhook request's deadline.
-    pub timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub timeout_ms: PositiveDuration,
     /// Delays between attempts, e.g. `["5s", "30s", "2m"]`.
-    pub retry_schedule: Vec<String>,
+    pub retry_schedule: Vec<PositiveDuration>,
     /// Random spread of each delay (0.1 = ±10 %), so retries do not align.
     pub jitter: f64,
     /// Runs the delivery engine in this process (off for an API-only node).
     pub enabled: bool,
     /// Consecutive failures that open an endpoint's circuit.
-    pub breaker_failure_threshold: u32,
+    pub breaker_failure_threshold: NonZeroU32,
     /// First open period of a circuit, ms; doubles on each failed probe.
-    pub breaker_cooldown_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub breaker_cooldown_ms: PositiveDuration,
     /// Longest open period, ms.
-    pub breaker_max_cooldown_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub breaker_max_cooldown_ms: PositiveDuration,
     /// Concurrent requests to one endpoint.
-    pub endpoint_concurrency: usize,
+    pub endpoint_concurrency: NonZeroUsize,
     /// Open webhook connections per process, all endpoints together.
-    pub max_connections: usize,
-    /// Most deliveries queued in memory per endpoint.
-    pub endpoint_queue: usize,
-    /// An endpoint's deliverer (its queue, breaker copy and connection
-    /// slot) is stopped after this many seconds without a delivery.
-    pub deliverer_idle_secs: u64,
+    pub max_connections: NonZeroUsize,
+    /// Most deliveries queued in memory per endpoint (0 would hand every
+    /// delivery back forever).
+    pub endpoint_queue: NonZeroUsize,
+    /// An endpoint's deliverer (its queue and breaker copy) is stopped
+    /// after this long without a delivery, seconds.
+    pub deliverer_idle_secs: NonZeroU64,
     /// Deliveries claimed per shard per scheduling round.
-    pub claim_batch: usize,
+    pub claim_batch: NonZeroUsize,
     /// Deliveries claimed and unfinished per process.
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     /// Longest pause between schedule checks, ms (work from other replicas
     /// is noticed within it; this replica's own ingest wakes it at once).
-    pub poll_interval_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub poll_interval_ms: PositiveDuration,
     /// An endpoint without a success for this long is disabled, hours.
-    pub disable_after_hours: u64,
+    pub disable_after_hours: NonZeroU64,
     /// How long a rotated-out signing secret keeps signing, hours.
     pub secret_grace_hours: u64,
 }
@@ -178,10 +251,11 @@ pub struct SmtpSettings {
     /// Sender address of every email.
     pub from: String,
     /// Deadline of one message: connecting, the SMTP dialogue and the data.
-    pub timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub timeout_ms: PositiveDuration,
     /// Most SMTP connections open at once (the pool size): also the most
     /// messages in flight.
-    pub max_connections: u32,
+    pub max_connections: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,9 +267,9 @@ pub struct EmailSettings {
     /// payloads are cut with a note and a link to the whole event.
     pub max_payload_bytes: usize,
     /// How many of the period's newest events a digest lists one by one.
-    pub digest_latest: usize,
+    pub digest_latest: NonZeroUsize,
     /// A digest holding this many events goes out before its period ends.
-    pub digest_max_events: usize,
+    pub digest_max_events: NonZeroUsize,
     /// The account is emailed when an endpoint's circuit has been open (the
     /// endpoint failing) for this many minutes.
     pub circuit_alert_minutes: u64,
@@ -258,7 +332,9 @@ impl Settings {
         Self::load_from(&dir, &env)
     }
 
-    /// Checks every value a running service depends on.
+    /// Checks what the types alone cannot: formats, ranges and how keys
+    /// relate. Start-up runs it (through `startup::prepare`, with the checks
+    /// that need other parts of courier), and so does `courier check-config`.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.server.host.trim().is_empty() {
             return Err(invalid("server.host", "must not be empty"));
@@ -270,6 +346,12 @@ impl Settings {
                 .map_err(|e| invalid("redis.url", format!("seed {} is not a URL: {e}", i + 1)))?;
             if !matches!(parsed.scheme(), "redis" | "rediss") {
                 return Err(invalid("redis.url", "scheme must be redis:// or rediss://"));
+            }
+            if self.redis.tls_ca_file.is_some() && parsed.scheme() != "rediss" {
+                return Err(invalid(
+                    "redis.tls_ca_file",
+                    "is set but redis.url does not use TLS (rediss://)",
+                ));
             }
         }
         let prefix = &self.redis.key_prefix;
@@ -288,90 +370,38 @@ impl Settings {
         if !(1..=1024).contains(&self.redis.shards) {
             return Err(invalid("redis.shards", "must be between 1 and 1024"));
         }
-        if self.redis.command_timeout_ms == 0 || self.redis.connect_timeout_ms == 0 {
-            return Err(invalid(
-                "redis.command_timeout_ms",
-                "timeouts must be positive",
-            ));
-        }
         let l = &self.limits;
-        if l.max_payload_bytes == 0 {
-            return Err(invalid("limits.max_payload_bytes", "must be positive"));
-        }
-        if l.max_batch_events == 0 {
-            return Err(invalid("limits.max_batch_events", "must be positive"));
-        }
         if l.max_body_bytes < 1024 {
             return Err(invalid("limits.max_body_bytes", "must be at least 1024"));
         }
-        if l.max_batch_body_bytes < l.max_payload_bytes {
+        if l.max_batch_body_bytes < l.max_payload_bytes.get() {
             return Err(invalid(
                 "limits.max_batch_body_bytes",
                 "must be at least limits.max_payload_bytes",
             ));
         }
-        if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
+        if l.default_page_size > l.max_page_size {
             return Err(invalid(
                 "limits.default_page_size",
-                "must be between 1 and limits.max_page_size",
-            ));
-        }
-        if l.max_subscriptions_per_account == 0 || l.max_event_types_per_subscription == 0 {
-            return Err(invalid(
-                "limits.max_subscriptions_per_account",
-                "must be positive",
-            ));
-        }
-        if self.events.retention_days == 0 {
-            return Err(invalid("events.retention_days", "must be at least 1"));
-        }
-        if self.events.idempotency_ttl_hours == 0 {
-            return Err(invalid(
-                "events.idempotency_ttl_hours",
-                "must be at least 1",
+                "must not exceed limits.max_page_size",
             ));
         }
         let d = &self.delivery;
-        if d.timeout_ms == 0 {
-            return Err(invalid("delivery.timeout_ms", "must be positive"));
-        }
         if !(0.0..=0.5).contains(&d.jitter) {
             return Err(invalid("delivery.jitter", "must be between 0 and 0.5"));
         }
-        if d.breaker_failure_threshold == 0 {
-            return Err(invalid(
-                "delivery.breaker_failure_threshold",
-                "must be at least 1",
-            ));
-        }
-        if d.breaker_cooldown_ms == 0 || d.breaker_max_cooldown_ms < d.breaker_cooldown_ms {
+        if d.breaker_max_cooldown_ms < d.breaker_cooldown_ms {
             return Err(invalid(
                 "delivery.breaker_max_cooldown_ms",
-                "cooldowns must be positive and the maximum at least the first",
+                "must be at least delivery.breaker_cooldown_ms",
             ));
         }
-        if d.endpoint_concurrency == 0 {
+        if d.retry_schedule.is_empty() {
             return Err(invalid(
-                "delivery.endpoint_concurrency",
-                "must be at least 1",
+                "delivery.retry_schedule",
+                "needs at least one delay",
             ));
         }
-        if d.claim_batch == 0 || d.max_in_flight == 0 {
-            return Err(invalid(
-                "delivery.max_in_flight",
-                "claim_batch and max_in_flight must be at least 1",
-            ));
-        }
-        if d.poll_interval_ms == 0 {
-            return Err(invalid("delivery.poll_interval_ms", "must be positive"));
-        }
-        if d.disable_after_hours == 0 {
-            return Err(invalid(
-                "delivery.disable_after_hours",
-                "must be at least 1",
-            ));
-        }
-        self.retry_schedule()?;
         crate::email::transport::SmtpConfig::from_settings(&self.smtp)
             .map_err(|m| invalid("smtp.url", m))?;
         if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
@@ -379,12 +409,6 @@ impl Settings {
                 "smtp.from",
                 "must be an address such as `courier <courier@example.com>`",
             ));
-        }
-        if self.smtp.timeout_ms == 0 {
-            return Err(invalid("smtp.timeout_ms", "must be positive"));
-        }
-        if self.smtp.max_connections == 0 {
-            return Err(invalid("smtp.max_connections", "must be at least 1"));
         }
         let e = &self.email;
         if e.platform_name.trim().is_empty()
@@ -399,10 +423,10 @@ impl Settings {
         if e.max_payload_bytes < 256 {
             return Err(invalid("email.max_payload_bytes", "must be at least 256"));
         }
-        if e.digest_latest == 0 || e.digest_latest > 1_000 {
+        if e.digest_latest.get() > 1_000 {
             return Err(invalid("email.digest_latest", "must be 1 to 1000"));
         }
-        if e.digest_max_events == 0 || e.digest_max_events > 100_000 {
+        if e.digest_max_events.get() > 100_000 {
             return Err(invalid("email.digest_max_events", "must be 1 to 100000"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -411,31 +435,25 @@ impl Settings {
         Ok(())
     }
 
-    /// The retry delays, parsed.
-    pub fn retry_schedule(&self) -> Result<Vec<Duration>, SettingsError> {
-        if self.delivery.retry_schedule.is_empty() {
-            return Err(invalid(
-                "delivery.retry_schedule",
-                "needs at least one delay",
-            ));
-        }
+    /// The retry delays.
+    pub fn retry_schedule(&self) -> Vec<Duration> {
         self.delivery
             .retry_schedule
             .iter()
-            .map(|s| parse_duration(s).map_err(|m| invalid("delivery.retry_schedule", m)))
+            .map(|d| d.get())
             .collect()
     }
 
     pub fn retention(&self) -> Duration {
-        Duration::from_secs(u64::from(self.events.retention_days) * 86_400)
+        Duration::from_secs(u64::from(self.events.retention_days.get()) * 86_400)
     }
 
     pub fn idempotency_ttl(&self) -> Duration {
-        Duration::from_secs(u64::from(self.events.idempotency_ttl_hours) * 3_600)
+        Duration::from_secs(u64::from(self.events.idempotency_ttl_hours.get()) * 3_600)
     }
 }
 
-/// Parses `"5s"`, `"30m"`, `"2h"`, `"1d"` or `"250ms"`.
+/// Parses `"5s"`, `"30m"`, `"2h"`, `"1d"` or `"250ms"`; zero is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -484,13 +502,10 @@ mod tests {
     fn every_shipped_environment_loads_and_validates() {
         for env in ["local", "production", "nonexistent"] {
             let s = Settings::load_from(&config_dir(), env).unwrap();
-            assert_eq!(s.retry_schedule().unwrap().len(), 12, "{env}");
+            assert_eq!(s.retry_schedule().len(), 12, "{env}");
         }
         let test = Settings::load_from(&config_dir(), "test").unwrap();
-        assert_eq!(
-            test.retry_schedule().unwrap()[0],
-            Duration::from_millis(100)
-        );
+        assert_eq!(test.retry_schedule()[0], Duration::from_millis(100));
     }
 
     #[test]
@@ -501,13 +516,52 @@ mod tests {
         assert!(err.contains("redis.key_prefix"), "{err}");
 
         let mut s = Settings::load_from(&config_dir(), "test").unwrap();
-        s.delivery.retry_schedule = vec!["5s".into(), "soon".into()];
+        s.delivery.retry_schedule.clear();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("delivery.retry_schedule"), "{err}");
 
         let mut s = Settings::load_from(&config_dir(), "test").unwrap();
+        s.redis.tls_ca_file = Some("ca.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("redis.tls_ca_file"), "{err}");
+
+        let mut s = Settings::load_from(&config_dir(), "test").unwrap();
         s.smtp.url = SecretString::from("http://mail");
         assert!(s.validate().unwrap_err().to_string().contains("smtp.url"));
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_while_reading_naming_the_key() {
+        #[derive(Debug, Deserialize)]
+        struct Probe {
+            #[allow(dead_code)]
+            #[serde(deserialize_with = "millis")]
+            timeout_ms: PositiveDuration,
+            #[allow(dead_code)]
+            queue: NonZeroUsize,
+            #[allow(dead_code)]
+            delays: Vec<PositiveDuration>,
+        }
+        let read = |toml: &str| {
+            config::Config::builder()
+                .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+                .build()
+                .and_then(|c| c.try_deserialize::<Probe>())
+                .map_err(|e| SettingsError::from(e).to_string())
+        };
+        let ok = read("timeout_ms = 5\nqueue = 1\ndelays = [\"5s\"]").unwrap();
+        assert_eq!(ok.timeout_ms.get(), Duration::from_millis(5));
+        for (toml, key) in [
+            ("timeout_ms = 0\nqueue = 1\ndelays = []", "timeout_ms"),
+            ("timeout_ms = 5\nqueue = 0\ndelays = []", "queue"),
+            (
+                "timeout_ms = 5\nqueue = 1\ndelays = [\"5s\", \"soon\"]",
+                "delays",
+            ),
+        ] {
+            let err = read(toml).unwrap_err();
+            assert!(err.contains(&format!("`{key}")), "{err}");
+        }
     }
 
     #[test]

@@ -15,14 +15,15 @@ use crate::clock::Clock;
 use crate::delivery::engine::Engine;
 use crate::delivery::resolve::TargetResolver;
 use crate::domain::catalog::Catalog;
-use crate::settings::Settings;
-use crate::store::{Store, StoreError};
+use crate::settings::{Settings, SettingsError};
+use crate::store::{RedisTarget, Store, StoreError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("event type catalogue: {0}")]
-    Catalog(#[from] crate::domain::catalog::CatalogError),
+    /// The configuration cannot work (the message names the key).
+    #[error("{0}")]
+    Config(#[from] SettingsError),
     #[error("redis: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen: {0}")]
@@ -44,6 +45,27 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// What start-up makes of the configuration before it connects anywhere.
+pub struct Prepared {
+    /// The built-in event types and `events.extra_types`, schemas compiled.
+    pub catalog: Catalog,
+    /// `redis.url` and its TLS settings, checked.
+    pub redis: RedisTarget,
+}
+
+/// Every check of the configuration, shared by `courier serve` (through
+/// [`Application::build`]) and `courier check-config`: the values
+/// ([`Settings::validate`]), the event catalogue (`events.extra_types`: names
+/// and JSON Schemas) and the Redis URL with its TLS CA file. It contacts
+/// neither Redis nor the SMTP server. An error names the key.
+pub fn prepare(settings: &Settings) -> Result<Prepared, SettingsError> {
+    settings.validate()?;
+    let catalog = Catalog::new(&settings.events.extra_types)
+        .map_err(|e| SettingsError::invalid("events.extra_types", e.to_string()))?;
+    let redis = RedisTarget::from_settings(&settings.redis)?;
+    Ok(Prepared { catalog, redis })
+}
+
 /// A built, bound, not yet running service.
 pub struct Application {
     port: u16,
@@ -60,11 +82,11 @@ impl Application {
 
     /// [`Application::build`] on a clock of the caller's (tests move it).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
-        // One TLS crypto provider for every HTTPS client (webhooks); a second
-        // call finds it installed, which is fine.
+        let Prepared { catalog, redis } = prepare(&settings)?;
+        // One TLS crypto provider for every TLS client (webhooks, Redis,
+        // SMTP); a second call finds it installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let catalog = Catalog::new(&settings.events.extra_types)?;
-        let store = Store::connect(&settings).await?;
+        let store = Store::connect(&settings, &redis).await?;
         match store.check_layout().await {
             Ok(()) => {}
             Err(StoreError::Unavailable(cause)) => {

@@ -231,7 +231,7 @@ pub async fn ingest(
     let bytes = body::read(
         &req,
         payload,
-        limits.max_payload_bytes + limits.max_body_bytes,
+        limits.max_payload_bytes.get() + limits.max_body_bytes,
     )
     .await?;
     let input: IngestRequest = body::parse(&bytes)?;
@@ -279,7 +279,7 @@ pub async fn ingest_batch(
     let limits = &st.settings.limits;
     let bytes = body::read(&req, payload, limits.max_batch_body_bytes).await?;
     let batch: BatchRequest = body::parse(&bytes)?;
-    if batch.events.is_empty() || batch.events.len() > limits.max_batch_events {
+    if batch.events.is_empty() || batch.events.len() > limits.max_batch_events.get() {
         return Err(Invalid::new(
             "events",
             format!("must hold 1 to {} events", limits.max_batch_events),

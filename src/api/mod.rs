@@ -46,7 +46,7 @@ pub struct AppState {
 impl AppState {
     pub fn ingest_rules(&self) -> IngestRules {
         IngestRules {
-            max_payload_bytes: self.settings.limits.max_payload_bytes,
+            max_payload_bytes: self.settings.limits.max_payload_bytes.get(),
             retention: self.settings.retention(),
             max_future_skew: std::time::Duration::from_secs(
                 self.settings.events.max_future_skew_secs,
@@ -57,7 +57,7 @@ impl AppState {
     pub fn subscription_rules(&self) -> SubscriptionRules {
         SubscriptionRules {
             allow_private_targets: self.settings.delivery.allow_private_targets,
-            max_event_types: self.settings.limits.max_event_types_per_subscription,
+            max_event_types: self.settings.limits.max_event_types_per_subscription.get(),
         }
     }
 
@@ -101,8 +101,8 @@ impl AppState {
     /// Checks `?limit=` and `?cursor=`.
     pub fn paging(&self, q: &PageQuery) -> Result<(usize, Option<Cursor>), ApiError> {
         let l = &self.settings.limits;
-        let limit = q.limit.unwrap_or(l.default_page_size);
-        if limit == 0 || limit > l.max_page_size {
+        let limit = q.limit.unwrap_or(l.default_page_size.get());
+        if limit == 0 || limit > l.max_page_size.get() {
             return Err(Invalid::new(
                 "limit",
                 format!("must be between 1 and {}", l.max_page_size),

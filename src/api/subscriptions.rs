@@ -183,7 +183,7 @@ pub async fn create(
     let event_types = check_event_types(
         &input.event_types,
         &st.catalog,
-        st.settings.limits.max_event_types_per_subscription,
+        st.settings.limits.max_event_types_per_subscription.get(),
     )?;
     let channel = check_channel(&input.channel, &st.subscription_rules())?;
     st.check_target(&channel).await?;
@@ -207,7 +207,11 @@ pub async fn create(
     };
     match st
         .store
-        .put_subscription(&sub, None, st.settings.limits.max_subscriptions_per_account)
+        .put_subscription(
+            &sub,
+            None,
+            st.settings.limits.max_subscriptions_per_account.get(),
+        )
         .await?
     {
         PutOutcome::Ok => Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true))),
@@ -407,10 +411,10 @@ pub async fn test(
     let headers = webhook_headers(&sub, &webhook_id.to_string(), now, body.as_bytes());
     let d = &st.settings.delivery;
     let sender = Sender::new(
-        std::time::Duration::from_millis(d.timeout_ms),
+        d.timeout_ms.get(),
         d.allow_private_targets,
         st.resolver.clone(),
-        1,
+        std::num::NonZeroUsize::MIN,
     );
     let r = sender.post(url, &headers, body.into()).await;
     Ok(HttpResponse::Ok().json(TestResult {
@@ -452,7 +456,7 @@ pub async fn update(
             check_event_types(
                 t,
                 &st.catalog,
-                st.settings.limits.max_event_types_per_subscription,
+                st.settings.limits.max_event_types_per_subscription.get(),
             )
         })
         .transpose()?;

@@ -136,14 +136,14 @@ fn prefill(url: &str, prefix: &str, shards: u16, n: u64) -> f64 {
     );
     let chunk = 20_000u64;
     let mut done = 0u64;
+    let keys = courier::store::Keys::new(prefix, shards);
     let started = Instant::now();
     while done < n {
-        let shard = (done / chunk) % u64::from(shards);
-        let base = format!("{prefix}:{{s{shard}}}:");
+        let shard = ((done / chunk) % u64::from(shards)) as u16;
         let count = chunk.min(n - done);
         let _: u64 = script
-            .key(format!("{base}schedule"))
-            .arg(&base)
+            .key(keys.schedule(shard))
+            .arg(keys.shard_base(shard))
             .arg(done)
             .arg(count)
             .arg(now)

@@ -271,23 +271,8 @@ fn finish_in_background(
 ) {
     actix::spawn(async move {
         let now = ctx.now_ms();
-        match ctx
-            .store
-            .finish(&job.claimed, &outcome, attempt.as_ref(), now)
-            .await
-        {
-            Ok(true) => match &outcome {
-                Outcome::Success => {
-                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "succeeded").increment(1)
-                }
-                Outcome::Fail { .. } => {
-                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "failed").increment(1)
-                }
-                Outcome::Drop { .. } => {
-                    metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "dropped").increment(1)
-                }
-                _ => {}
-            },
+        match ctx.finish(&job.claimed, &outcome, attempt.as_ref()).await {
+            Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(delivery = %job.claimed.delivery_id, "claim superseded; outcome not recorded")
             }
@@ -341,7 +326,7 @@ async fn report_circuit(ctx: &EngineCtx, job: &Job, url: &str, since: i64, now: 
     notice.subscription_id = Some(job.sub.id);
     notice.endpoint = Some(url.to_owned());
     notice.failing_since_ms = Some(since);
-    let once = (format!("circuit:{url}"), since.to_string());
+    let once = (ctx.store.keys().circuit_report(url), since.to_string());
     if let Err(e) = ctx
         .store
         .add_notice(&notice, Some((&once.0, &once.1)), now)

@@ -2,8 +2,10 @@
 //! scheduler, the janitor, the registry listener, the email notifier and
 //! every endpoint deliverer, each under an actix `Supervisor`.
 
-use super::resolve::TargetResolver;
+use std::num::NonZeroUsize;
+
 use crate::clock::Clock;
+use crate::delivery::resolve::TargetResolver;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,9 @@ use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
 use crate::email::notifier::EmailNotifier;
 use crate::email::Mailer;
+use crate::metrics as m;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Attempt, Claimed, Outcome, Store, StoreError};
 
 /// The engine's tuning, from configuration.
 #[derive(Debug, Clone)]
@@ -37,7 +40,7 @@ pub struct EngineConfig {
     /// Concurrent requests to one endpoint.
     pub endpoint_concurrency: usize,
     /// Open connections of the engine's client, all endpoints together.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Most deliveries an endpoint may hold queued; the queue is also
     /// bounded by time (see `backlog`). More are handed back to the
     /// schedule, no attempt spent.
@@ -65,30 +68,42 @@ impl EngineConfig {
 
     pub fn from_settings(s: &Settings) -> Self {
         let d = &s.delivery;
-        let timeout = Duration::from_millis(d.timeout_ms);
+        let timeout = d.timeout_ms.get();
+        let longest_timeout_ms = d.timeout_ms.max(s.smtp.timeout_ms).as_millis();
         Self {
-            policy: RetryPolicy::new(s.retry_schedule().unwrap_or_default(), d.jitter),
+            policy: RetryPolicy::new(s.retry_schedule(), d.jitter),
             breaker: BreakerConfig {
-                failure_threshold: d.breaker_failure_threshold,
-                base_cooldown_ms: d.breaker_cooldown_ms as i64,
-                max_cooldown_ms: d.breaker_max_cooldown_ms as i64,
+                failure_threshold: d.breaker_failure_threshold.get(),
+                base_cooldown_ms: d.breaker_cooldown_ms.as_millis() as i64,
+                max_cooldown_ms: d.breaker_max_cooldown_ms.as_millis() as i64,
             },
             timeout,
             // One request's (or email's) timeout, twice that for waiting in
             // the endpoint's queue (see `backlog`), and a margin.
-            lease_ms: (d.timeout_ms.max(s.smtp.timeout_ms) * 3 + 2_000) as i64,
-            batch: d.claim_batch,
-            max_in_flight: d.max_in_flight,
-            endpoint_concurrency: d.endpoint_concurrency,
+            lease_ms: (longest_timeout_ms * 3 + 2_000) as i64,
+            batch: d.claim_batch.get(),
+            max_in_flight: d.max_in_flight.get(),
+            endpoint_concurrency: d.endpoint_concurrency.get(),
             max_connections: d.max_connections,
-            endpoint_queue: d.endpoint_queue,
-            deliverer_idle: Duration::from_secs(d.deliverer_idle_secs.max(1)),
+            endpoint_queue: d.endpoint_queue.get(),
+            deliverer_idle: Duration::from_secs(d.deliverer_idle_secs.get()),
             allow_private_targets: d.allow_private_targets,
             resolver: TargetResolver::new(d.allow_private_targets, &d.hosts),
-            disable_after_ms: d.disable_after_hours as i64 * 3_600_000,
-            poll_interval: Duration::from_millis(d.poll_interval_ms),
+            disable_after_ms: d.disable_after_hours.get() as i64 * 3_600_000,
+            poll_interval: d.poll_interval_ms.get(),
             circuit_alert_ms: s.email.circuit_alert_minutes as i64 * 60_000,
         }
+    }
+}
+
+/// The `outcome` label of `courier_deliveries_finished_total` for a final
+/// outcome; None for one that leaves the delivery pending.
+fn finished_label(outcome: &Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Success => Some("succeeded"),
+        Outcome::Fail { .. } => Some("failed"),
+        Outcome::Drop { .. } => Some("dropped"),
+        Outcome::Retry { .. } | Outcome::Wait { .. } => None,
     }
 }
 
@@ -123,6 +138,27 @@ impl EngineCtx {
             deliverers: self.deliverers.load(Ordering::SeqCst),
             cached_subscriptions: self.registry.len(),
         }
+    }
+
+    /// Records `outcome` of a claimed delivery (with the attempt made, if
+    /// any) and counts it in `courier_deliveries_finished_total` when it is
+    /// final. Every finish of a claimed delivery goes through here, so each
+    /// final outcome is counted once. `Ok(false)`: the claim was superseded
+    /// (someone else holds the delivery now) and nothing was recorded.
+    pub async fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, StoreError> {
+        let recorded = self
+            .store
+            .finish(claimed, outcome, attempt, self.now_ms())
+            .await?;
+        if let (true, Some(label)) = (recorded, finished_label(outcome)) {
+            metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => label).increment(1);
+        }
+        Ok(recorded)
     }
 
     /// A claimed delivery was finished (or abandoned to its lease).
@@ -191,15 +227,10 @@ impl Engine {
             let ctx = ctx.clone();
             Supervisor::start_in_arbiter(&handle, move |_| Janitor::new(ctx));
         }
-        let first_seed = secrecy::ExposeSecret::expose_secret(&settings.redis.url)
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let target = store.target().clone();
         let channel = store.keys().subscription_changes();
         Supervisor::start_in_arbiter(&handle, move |_| {
-            RegistryListener::new(registry, first_seed, channel)
+            RegistryListener::new(registry, target, channel)
         });
         Self {
             arbiter,
@@ -237,5 +268,26 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.ctx.stopping.store(true, Ordering::SeqCst);
         self.arbiter.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_outcomes_are_counted_by_their_label_and_pending_ones_not() {
+        let error = || "e".to_owned();
+        assert_eq!(finished_label(&Outcome::Success), Some("succeeded"));
+        assert_eq!(
+            finished_label(&Outcome::Fail { error: error() }),
+            Some("failed")
+        );
+        assert_eq!(
+            finished_label(&Outcome::Drop { error: error() }),
+            Some("dropped")
+        );
+        assert_eq!(finished_label(&Outcome::Retry { due_ms: 1 }), None);
+        assert_eq!(finished_label(&Outcome::Wait { due_ms: 1 }), None);
     }
 }

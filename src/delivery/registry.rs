@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::domain::subscription::Subscription;
-use crate::store::{Store, StoreError};
+use crate::store::{RedisTarget, Store, StoreError};
 
 /// How long a cached entry is trusted without a pub/sub message.
 const ENTRY_TTL: Duration = Duration::from_secs(30);
@@ -117,25 +117,29 @@ impl Registry {
 pub struct RegistryListener {
     /// The cache to evict from.
     registry: Registry,
-    /// A single Redis node to subscribe on (pub/sub messages reach every
-    /// node of a cluster).
-    redis_url: String,
+    /// Where Redis is; pub/sub goes to a single node (its messages reach
+    /// every node of a cluster).
+    target: RedisTarget,
     /// Channel name.
     channel: String,
 }
 
 impl RegistryListener {
-    pub fn new(registry: Registry, redis_url: String, channel: String) -> Self {
+    pub fn new(registry: Registry, target: RedisTarget, channel: String) -> Self {
         Self {
             registry,
-            redis_url,
+            target,
             channel,
         }
     }
 }
 
-async fn listen(url: String, channel: String, registry: Registry) -> Result<(), redis::RedisError> {
-    let client = redis::Client::open(url)?;
+async fn listen(
+    target: RedisTarget,
+    channel: String,
+    registry: Registry,
+) -> Result<(), redis::RedisError> {
+    let client = target.node_client()?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&channel).await?;
     // Anything cached before the subscription took effect may be stale.
@@ -159,7 +163,7 @@ impl Actor for RegistryListener {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let fut = listen(
-            self.redis_url.clone(),
+            self.target.clone(),
             self.channel.clone(),
             self.registry.clone(),
         );

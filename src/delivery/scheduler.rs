@@ -144,11 +144,7 @@ impl Scheduler {
         };
         let ctx = self.ctx.clone();
         actix::spawn(async move {
-            if let Err(e) = ctx
-                .store
-                .finish(&claimed, &outcome, None, ctx.now_ms())
-                .await
-            {
+            if let Err(e) = ctx.finish(&claimed, &outcome, None).await {
                 tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not record a delivery outcome");
             }
             ctx.release(1);

@@ -5,6 +5,7 @@
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
@@ -60,13 +61,13 @@ impl Sender {
         timeout: Duration,
         allow_private: bool,
         resolver: TargetResolver,
-        connections: usize,
+        connections: NonZeroUsize,
     ) -> Self {
         let tcp = TcpConnector::new(Resolver::custom(GuardedResolver(resolver))).service();
         let connector = awc::Connector::new()
             .connector(tcp)
             .timeout(timeout.min(Duration::from_secs(10)))
-            .limit(connections.max(1));
+            .limit(connections.get());
         let client = awc::Client::builder()
             .connector(connector)
             .disable_redirects()

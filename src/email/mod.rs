@@ -42,8 +42,8 @@ impl Mailer {
             composer: Composer::from_settings(s)?,
             timeout: smtp.timeout,
             max_connections: smtp.max_connections as usize,
-            digest_latest: s.email.digest_latest,
-            digest_max_events: s.email.digest_max_events,
+            digest_latest: s.email.digest_latest.get(),
+            digest_max_events: s.email.digest_max_events.get(),
         })
     }
 }

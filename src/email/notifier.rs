@@ -280,22 +280,8 @@ async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, j
             }
         }
     };
-    match c
-        .store
-        .finish(claimed, &outcome, attempt.as_ref(), c.now_ms())
-        .await
-    {
-        Ok(true) => {
-            let label = match &outcome {
-                Outcome::Success => Some("succeeded"),
-                Outcome::Fail { .. } => Some("failed"),
-                _ => None,
-            };
-            if let Some(l) = label {
-                metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => l).increment(1);
-            }
-        }
-        Ok(false) => {}
+    match c.finish(claimed, &outcome, attempt.as_ref()).await {
+        Ok(_) => {}
         Err(e) => {
             tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not record an email outcome")
         }

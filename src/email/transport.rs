@@ -92,8 +92,8 @@ impl SmtpConfig {
             port: url.port().unwrap_or(default_port),
             username,
             password: password.map(SecretString::from),
-            timeout: Duration::from_millis(s.timeout_ms),
-            max_connections: s.max_connections,
+            timeout: s.timeout_ms.get(),
+            max_connections: s.max_connections.get(),
         })
     }
 
@@ -198,8 +198,8 @@ mod tests {
         SmtpSettings {
             url: SecretString::from(url),
             from: "courier <courier@example.com>".into(),
-            timeout_ms: 5_000,
-            max_connections: 2,
+            timeout_ms: crate::settings::PositiveDuration::from_millis(5_000).unwrap(),
+            max_connections: std::num::NonZeroU32::new(2).unwrap(),
         }
     }
 

@@ -274,9 +274,12 @@ impl Store {
         account: &Uuid,
         id: &Uuid,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let key = self.keys.delivery(account, id);
         let mut pipe = redis::pipe();
-        pipe.hgetall(&key).lrange(format!("{key}:attempts"), 0, -1);
+        pipe.hgetall(self.keys.delivery(account, id)).lrange(
+            self.keys.delivery_attempts(account, id),
+            0,
+            -1,
+        );
         let mut conn = self.conn();
         let (h, history): (HashMap<String, String>, Vec<String>) = self
             .run(async move { pipe.query_async(&mut conn).await })
@@ -537,7 +540,7 @@ impl Store {
         shard: u16,
         id: &Uuid,
     ) -> Result<Option<crate::domain::subscription::Subscription>, StoreError> {
-        let key = format!("{}sub:{id}", self.keys.shard_base(shard));
+        let key = self.keys.subscription_in_shard(shard, id);
         let mut conn = self.conn();
         let data: Option<String> = self
             .run(async move { conn.hget(key, "data").await })

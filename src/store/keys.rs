@@ -1,4 +1,8 @@
-//! The Redis key layout: every key courier writes is named here.
+//! The Redis key layout: every key courier writes is named here. Rust code
+//! takes every key name from [`Keys`]; the Lua scripts, which must build
+//! some names themselves (a delivery's id is only known inside the claim
+//! script), derive them from the shard base they are given, exactly as this
+//! table says (a test checks that every name a script builds is listed).
 //!
 //! Keys read `<prefix>:{s<N>}:<kind>:<ids…>`. The `{s<N>}` part is a Redis
 //! Cluster hash tag: all keys of one account live in one shard, `N` being a
@@ -124,7 +128,13 @@ impl Keys {
     }
 
     pub fn subscription(&self, account: &Uuid, subscription: &Uuid) -> String {
-        format!("{}sub:{subscription}", self.base(account))
+        self.subscription_in_shard(self.shard_of(account), subscription)
+    }
+
+    /// A subscription found by shard (a claimed delivery knows its shard,
+    /// not its account).
+    pub fn subscription_in_shard(&self, shard: u16, subscription: &Uuid) -> String {
+        format!("{}sub:{subscription}", self.shard_base(shard))
     }
 
     pub fn route(&self, account: &Uuid, event_type: &str) -> String {
@@ -144,6 +154,11 @@ impl Keys {
 
     pub fn delivery(&self, account: &Uuid, delivery: &Uuid) -> String {
         format!("{}dlv:{delivery}", self.base(account))
+    }
+
+    /// A delivery's attempts, one JSON object each.
+    pub fn delivery_attempts(&self, account: &Uuid, delivery: &Uuid) -> String {
+        format!("{}:attempts", self.delivery(account, delivery))
     }
 
     /// A subscription's deliveries.
@@ -168,6 +183,18 @@ impl Keys {
     /// One notice waiting in the outbox.
     pub fn notice(&self, shard: u16, notice: &Uuid) -> String {
         format!("{}notice:{notice}", self.shard_base(shard))
+    }
+
+    /// The value last reported to `account` about `what` (see
+    /// [`Self::circuit_report`]), so a condition is emailed once.
+    pub fn reported(&self, account: &Uuid, what: &str) -> String {
+        format!("{}reported:{account}:{what}", self.base(account))
+    }
+
+    /// The `what` of [`Self::reported`] for an endpoint failing with its
+    /// circuit open (the notice script builds the key from it).
+    pub fn circuit_report(&self, url: &str) -> String {
+        format!("circuit:{url}")
     }
 
     /// Subscriptions of a shard with an open digest, scored by due time.
@@ -247,6 +274,9 @@ mod tests {
             keys.accounts(keys.shard_of(&a)),
             keys.leases(keys.shard_of(&a)),
             keys.delivery(&a, &e),
+            keys.delivery_attempts(&a, &e),
+            keys.subscription_in_shard(keys.shard_of(&a), &e),
+            keys.reported(&a, &keys.circuit_report("https://x.example/{a}")),
             keys.subscription_deliveries(&a, &e),
             keys.failed_deliveries(&a, &e),
             keys.notices(&a),
@@ -273,7 +303,110 @@ mod tests {
             "courier:{s0}:events:0190c7a6-5b3e-7d2a-9f10-2b3c4d5e6f70:meter.created"
         );
         assert_eq!(keys.meta(), "courier:meta");
+        assert_eq!(
+            keys.delivery_attempts(&a, &a),
+            "courier:{s0}:dlv:0190c7a6-5b3e-7d2a-9f10-2b3c4d5e6f70:attempts"
+        );
+        assert_eq!(keys.subscription_in_shard(0, &a), keys.subscription(&a, &a));
         assert_eq!(hash_tag("no tag"), None);
         assert_eq!(hash_tag("a{}b"), None);
+    }
+
+    /// Every script, for the layout check below.
+    const SCRIPTS: [&str; 16] = [
+        include_str!("lua/claim.lua"),
+        include_str!("lua/common.lua"),
+        include_str!("lua/digest_claim.lua"),
+        include_str!("lua/digest_finish.lua"),
+        include_str!("lua/digest_hold.lua"),
+        include_str!("lua/finish.lua"),
+        include_str!("lua/ingest.lua"),
+        include_str!("lua/notice.lua"),
+        include_str!("lua/outbox_claim.lua"),
+        include_str!("lua/outbox_done.lua"),
+        include_str!("lua/page.lua"),
+        include_str!("lua/put_subscription.lua"),
+        include_str!("lua/reclaim.lua"),
+        include_str!("lua/replay.lua"),
+        include_str!("lua/requeue.lua"),
+        include_str!("lua/rotate_key.lua"),
+    ];
+
+    /// The string literals that follow `<expr> .. '` in `script`.
+    fn appended_literals(script: &str) -> Vec<(String, String)> {
+        script
+            .split(" .. '")
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| {
+                let before = w[0].rsplit([' ', '(', ',']).next().unwrap_or("");
+                let literal = w[1].split('\'').next().unwrap_or("");
+                (before.to_owned(), literal.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scripts_build_only_key_names_listed_here() {
+        let keys = Keys::new("p", 1);
+        let (a, id) = (Uuid::nil(), Uuid::nil());
+        let base = keys.shard_base(0);
+        let made: Vec<String> = [
+            keys.accounts(0),
+            keys.account(&a),
+            keys.event(&a, &id),
+            keys.events(&a, None),
+            keys.idempotency(&a, "k"),
+            keys.subscriptions(&a),
+            keys.subscription(&a, &id),
+            keys.route(&a, "t"),
+            keys.schedule(0),
+            keys.leases(0),
+            keys.delivery(&a, &id),
+            keys.subscription_deliveries(&a, &id),
+            keys.notices(&a),
+            keys.outbox(0),
+            keys.notice(0, &id),
+            keys.reported(&a, "w"),
+            keys.digests(0),
+            keys.digests_sending(0),
+            keys.digest(&a, &id),
+        ]
+        .iter()
+        .map(|k| k.strip_prefix(&base).unwrap().to_owned())
+        .collect();
+        let table = include_str!("keys.rs")
+            .lines()
+            .filter(|l| l.starts_with("//! | `<p>:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut checked = 0;
+        for script in SCRIPTS {
+            for (before, literal) in appended_literals(script) {
+                if before == "base" || before == "ARGV[1]" {
+                    // A name from the shard base: one keys.rs makes.
+                    assert!(
+                        made.iter().any(|m| m.starts_with(&literal)),
+                        "a script builds `<base>{literal}…`, which keys.rs does not make"
+                    );
+                    checked += 1;
+                } else if literal.len() > 1
+                    && literal.starts_with(':')
+                    && literal[1..].chars().all(|c| c.is_ascii_lowercase())
+                {
+                    // A companion of another key (`<delivery>:attempts`).
+                    assert!(
+                        table.contains(&format!("{literal}`"))
+                            || table.contains(&format!("`{literal}")),
+                        "a script builds `…{literal}`, which the table above does not list"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked > 40,
+            "only {checked} names found: has the script style changed?"
+        );
     }
 }

@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{AsyncCommands, RedisError, RedisResult, Script};
-use secrecy::ExposeSecret;
 
 pub use accounts::{AccountRecord, RotateOutcome};
-pub use conn::RedisConn;
+pub use conn::{RedisConn, RedisTarget};
 pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Replayed, Requeued};
 pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::EndpointState;
@@ -122,6 +121,8 @@ impl Scripts {
 pub struct Store {
     /// Multiplexed connection; clones share one socket per node.
     conn: RedisConn,
+    /// Where `conn` goes, for connections of another kind (pub/sub).
+    target: RedisTarget,
     /// Key names of this deployment.
     keys: Keys,
     /// Upper bound of one store operation.
@@ -131,21 +132,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects (lazily for a single Redis) as configured.
-    pub async fn connect(settings: &Settings) -> Result<Self, StoreError> {
+    /// Connects to `target` (lazily for a single Redis) as configured.
+    pub async fn connect(settings: &Settings, target: &RedisTarget) -> Result<Self, StoreError> {
         let r = &settings.redis;
-        let command_timeout = Duration::from_millis(r.command_timeout_ms);
-        let conn = RedisConn::connect(
-            r.url.expose_secret(),
-            command_timeout,
-            Duration::from_millis(r.connect_timeout_ms),
-        )
-        .await?;
+        let command_timeout = r.command_timeout_ms.get();
+        let connect_timeout = r.connect_timeout_ms.get();
+        let conn = RedisConn::connect(target, command_timeout, connect_timeout).await?;
         Ok(Self {
             conn,
+            target: target.clone(),
             keys: Keys::new(r.key_prefix.clone(), r.shards),
             // One operation may reconnect once and then run its command.
-            timeout: command_timeout + Duration::from_millis(r.connect_timeout_ms),
+            timeout: command_timeout + connect_timeout,
             retention: Retention {
                 events_ms: settings.retention().as_millis() as i64,
                 idempotency_ms: settings.idempotency_ttl().as_millis() as i64,
@@ -156,6 +154,11 @@ impl Store {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// Where this store's Redis is (TLS settings included).
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     /// Runs one store operation under the deadline.

@@ -3,13 +3,12 @@
 //! flight, and another one finishes the work.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{free_port, redis_url, ADMIN_KEY};
+use crate::helpers::{courier_command, free_port, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
 
 struct Courier {
@@ -20,14 +19,7 @@ struct Courier {
 impl Courier {
     async fn start(prefix: &str) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_courier"))
-            .arg("serve")
-            .env("COURIER_ENV", "test")
-            .env(
-                "COURIER_CONFIG_DIR",
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
-            )
-            .env("COURIER__REDIS__URL", redis_url())
+        let child = courier_command("serve")
             .env("COURIER__REDIS__KEY_PREFIX", prefix)
             .env("COURIER__SERVER__PORT", port.to_string())
             .env("COURIER__DELIVERY__TIMEOUT_MS", "1000")

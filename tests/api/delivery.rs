@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::helpers::{spawn_app, spawn_app_with, ADMIN_KEY};
+use crate::helpers::{delay, millis, spawn_app, spawn_app_with, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -133,7 +133,7 @@ async fn a_timeout_is_a_failed_attempt() {
         "/slow",
         vec![Reply::status(200).delayed(Duration::from_millis(1_500))],
     );
-    let app = spawn_app_with(|s| s.delivery.timeout_ms = 300).await;
+    let app = spawn_app_with(|s| s.delivery.timeout_ms = millis(300)).await;
     let (account, key) = app.create_account().await;
     app.subscribe(&key, &rx.url("/slow"), &["*"], json!({}))
         .await;
@@ -226,9 +226,9 @@ async fn the_circuit_opens_probes_and_closes() {
         vec![Reply::status(500), Reply::status(500), Reply::status(500)],
     );
     let app = spawn_app_with(|s| {
-        s.delivery.breaker_failure_threshold = 3;
-        s.delivery.endpoint_concurrency = 1;
-        s.delivery.retry_schedule = vec!["50ms".into(); 6];
+        s.delivery.breaker_failure_threshold = 3.try_into().unwrap();
+        s.delivery.endpoint_concurrency = 1.try_into().unwrap();
+        s.delivery.retry_schedule = vec![delay("50ms"); 6];
     })
     .await;
     let (account, key) = app.create_account().await;
@@ -277,7 +277,7 @@ async fn the_circuit_opens_probes_and_closes() {
 async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     let rx = Receiver::start().await;
     rx.default_reply("/hang", Reply::status(200).delayed(Duration::from_secs(3)));
-    let app = spawn_app_with(|s| s.delivery.timeout_ms = 5_000).await;
+    let app = spawn_app_with(|s| s.delivery.timeout_ms = millis(5_000)).await;
     let (account, key) = app.create_account().await;
     app.subscribe(&key, &rx.url("/hang"), &["*"], json!({}))
         .await;
@@ -341,7 +341,7 @@ async fn a_rate_limited_subscription_is_not_sent_more_than_its_rate() {
 async fn replay_and_manual_retry_send_again() {
     let rx = Receiver::start().await;
     rx.default_reply("/always-fails", Reply::status(500));
-    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec!["50ms".into()]).await;
+    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec![delay("50ms")]).await;
     let (account, key) = app.create_account().await;
     let (ok_sub, _) = app.subscribe(&key, &rx.url("/ok"), &["*"], json!({})).await;
     let (bad_sub, _) = app
@@ -418,7 +418,7 @@ async fn replay_and_manual_retry_send_again() {
 async fn recover_requeues_failed_deliveries_since_a_time() {
     let rx = Receiver::start().await;
     rx.default_reply("/later", Reply::status(500));
-    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec!["50ms".into()]).await;
+    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec![delay("50ms")]).await;
     let (account, key) = app.create_account().await;
     let (sub, _) = app
         .subscribe(&key, &rx.url("/later"), &["*"], json!({}))
@@ -543,7 +543,7 @@ async fn private_targets_are_refused_at_delivery_time_too() {
     let deliverer = spawn_app_with(|s| {
         s.redis.key_prefix = prefix;
         s.delivery.allow_private_targets = false;
-        s.delivery.retry_schedule = vec!["50ms".into()];
+        s.delivery.retry_schedule = vec![delay("50ms")];
     })
     .await;
     let (account, key) = api.create_account().await;
@@ -669,7 +669,7 @@ async fn a_panicking_scheduler_is_restarted_and_keeps_delivering() {
 async fn an_endpoint_failing_for_days_is_disabled_with_a_notice() {
     let rx = Receiver::start().await;
     rx.default_reply("/dead", Reply::status(500));
-    let app = spawn_app_with(|s| s.delivery.disable_after_hours = 120).await;
+    let app = spawn_app_with(|s| s.delivery.disable_after_hours = 120.try_into().unwrap()).await;
     let (account, key) = app.create_account().await;
     let url = rx.url("/dead");
     let (sub, _) = app.subscribe(&key, &url, &["*"], json!({})).await;
@@ -829,9 +829,9 @@ async fn walking_a_status_filtered_listing_sees_each_match_exactly_once() {
     ];
     rx.script("/mix", pattern.iter().map(|s| Reply::status(*s)).collect());
     let app = spawn_app_with(|s| {
-        s.delivery.retry_schedule = vec!["1h".into()];
-        s.delivery.breaker_failure_threshold = 1_000;
-        s.delivery.endpoint_concurrency = 1;
+        s.delivery.retry_schedule = vec![delay("1h")];
+        s.delivery.breaker_failure_threshold = 1_000.try_into().unwrap();
+        s.delivery.endpoint_concurrency = 1.try_into().unwrap();
     })
     .await;
     let (account, key) = app.create_account().await;
@@ -892,4 +892,50 @@ async fn walking_a_status_filtered_listing_sees_each_match_exactly_once() {
         let got = walk(Some(status)).await;
         assert_eq!(got, expected, "status={status}: every match once, in order");
     }
+}
+
+#[actix_web::test]
+async fn a_delivery_whose_subscription_was_disabled_is_counted_as_dropped() {
+    const DROPPED: &str = r#"courier_deliveries_finished_total{outcome="dropped"}"#;
+    let rx = Receiver::start().await;
+    // An API-only replica takes the event; the subscription is disabled
+    // before any replica delivers it.
+    let api = spawn_app_with(|s| s.delivery.enabled = false).await;
+    let (account, key) = api.create_account().await;
+    let (sub, _) = api
+        .subscribe(&key, &rx.url("/off"), &["*"], json!({}))
+        .await;
+    assert_eq!(api.ingest(&account, "cus_1").await.status, 202);
+    let r = api
+        .patch(
+            &format!("/v1/subscriptions/{sub}"),
+            Some(&key),
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The counter is shared by every courier of this test process: only its
+    // growth is this test's.
+    let before = api.metric(DROPPED).await;
+    let prefix = api.prefix.clone();
+    let deliverer = spawn_app_with(|s| s.redis.key_prefix = prefix).await;
+    let failed = deliverer
+        .poll_until(
+            &format!("/v1/subscriptions/{sub}/deliveries?status=failed"),
+            &key,
+            WAIT,
+            |b| b["data"].as_array().is_some_and(|d| d.len() == 1),
+        )
+        .await;
+    assert_eq!(failed["data"].as_array().map(Vec::len), Some(1), "{failed}");
+    let mut after = before;
+    for _ in 0..40 {
+        after = deliverer.metric(DROPPED).await;
+        if after > before {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(after >= before + 1.0, "dropped stayed at {after}");
+    assert!(rx.received("/off").is_empty());
 }

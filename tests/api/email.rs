@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, test_settings, TestApp, ADMIN_KEY};
+use crate::helpers::{delay, spawn_app_with, test_settings, TestApp, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
 use crate::smtp::SmtpServer;
 
@@ -228,7 +228,7 @@ async fn a_message_is_retried_while_the_smtp_server_is_down_and_sent_once_it_is_
     let url = smtp.url();
     let app = spawn_app_with(move |s| {
         s.smtp.url = url.into();
-        s.delivery.retry_schedule = vec!["500ms".into(); 20];
+        s.delivery.retry_schedule = vec![delay("500ms"); 20];
     })
     .await;
     let (account, key) = app.create_account().await;
@@ -492,7 +492,7 @@ async fn an_endpoint_failing_with_its_circuit_open_is_reported_once() {
     let app = spawn_app_with(move |s| {
         s.smtp.url = url.into();
         s.email.circuit_alert_minutes = 0;
-        s.delivery.breaker_failure_threshold = 2;
+        s.delivery.breaker_failure_threshold = 2.try_into().unwrap();
     })
     .await;
     let (account, key) = app.create_account().await;

@@ -477,7 +477,7 @@ async fn another_accounts_events_are_not_found() {
 
 #[actix_web::test]
 async fn events_expire_after_retention_and_leave_the_index() {
-    let app = spawn_app_with(|s| s.events.retention_days = 1).await;
+    let app = spawn_app_with(|s| s.events.retention_days = 1.try_into().unwrap()).await;
     let (account, key) = app.create_account().await;
     // Occurred just inside the retention window: it expires in ~2 s.
     let at = Utc::now() - ChronoDuration::days(1) + ChronoDuration::seconds(2);

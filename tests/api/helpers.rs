@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use courier::clock::Clock;
 use courier::delivery::engine::EngineCtx;
-use courier::settings::Settings;
+use courier::settings::{PositiveDuration, Settings};
 use courier::startup::Application;
 
 pub const ADMIN_KEY: &str = "test-admin-key";
@@ -20,6 +20,16 @@ pub const ADMIN_KEY: &str = "test-admin-key";
 /// The Redis the tests share (each test under its own prefix).
 pub fn redis_url() -> String {
     std::env::var("COURIER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A delay of `delivery.retry_schedule`, e.g. `delay("50ms")`.
+pub fn delay(text: &str) -> PositiveDuration {
+    text.parse().expect("a valid delay")
+}
+
+/// A value of a `_ms` key.
+pub fn millis(ms: u64) -> PositiveDuration {
+    PositiveDuration::from_millis(ms).expect("a positive duration")
 }
 
 pub fn test_settings() -> Settings {
@@ -251,6 +261,19 @@ impl TestApp {
             .shard_of(&uuid::Uuid::parse_str(account).unwrap())
     }
 
+    /// The value of one sample of `GET /metrics`, e.g.
+    /// `courier_deliveries_finished_total{outcome="dropped"}` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let r = self.get("/metrics", None).await;
+        assert_eq!(r.status, 200);
+        String::from_utf8_lossy(&r.raw)
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0.0, |v| {
+                v.trim().parse().expect("a sample value is a number")
+            })
+    }
+
     /// Keys under this test's prefix.
     pub fn redis_keys(&self) -> Vec<String> {
         let client = redis::Client::open(self.redis_url.as_str()).unwrap();
@@ -300,41 +323,75 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A redis-server of the test's own, for tests that stop Redis.
+/// A redis-server of the test's own, for tests that stop Redis or need TLS.
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Serves TLS only (the plain port is off), with a certificate for
+    /// 127.0.0.1 signed by a throwaway CA (`ca.pem` in `dir`).
+    tls: bool,
 }
 
 impl PrivateRedis {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A Redis that speaks only TLS; clients must trust [`Self::ca_file`].
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let mut r = Self {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            tls,
         };
+        if tls {
+            make_test_certificates(r.dir.path());
+        }
         r.restart();
         r
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that signed a TLS Redis's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// (Re)starts the server on the same port and waits until it answers.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name);
+            cmd.args([
                 "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-auth-clients",
                 "no",
             ])
+            .arg("--tls-cert-file")
+            .arg(file("server.pem"))
+            .arg("--tls-key-file")
+            .arg(file("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(file("ca.pem"));
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -344,16 +401,31 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
-                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                        return;
-                    }
-                }
+            if self.answers_ping() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("private redis-server did not come up on port {}", self.port);
+    }
+
+    fn answers_ping(&self) -> bool {
+        if self.tls {
+            // redis-cli checks the certificate against the CA as a client would.
+            let out = Command::new("redis-cli")
+                .args(["--tls", "-p", &self.port.to_string(), "--cacert"])
+                .arg(self.ca_file())
+                .arg("ping")
+                .stderr(Stdio::null())
+                .output();
+            return out.is_ok_and(|o| o.stdout.starts_with(b"PONG"));
+        }
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        client
+            .get_connection_with_timeout(Duration::from_millis(200))
+            .is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients).
@@ -362,6 +434,88 @@ impl PrivateRedis {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Writes a throwaway CA (`ca.pem`) and a server certificate for 127.0.0.1
+/// signed by it (`server.pem`, `server.key`) into `dir`, with openssl
+/// (scripts/test installs it).
+fn make_test_certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=courier test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -411,6 +565,20 @@ impl TestApp {
             actix_web::rt::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// `courier <subcommand>` as a child process with the test configuration;
+/// add `COURIER__…` overrides with `.env`.
+pub fn courier_command(subcommand: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier"));
+    cmd.arg(subcommand)
+        .env("COURIER_ENV", "test")
+        .env(
+            "COURIER_CONFIG_DIR",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+        )
+        .env("COURIER__REDIS__URL", redis_url());
+    cmd
 }
 
 /// Deletes every key under `prefix` (for tests that run courier as a

@@ -2,6 +2,7 @@
 //! Redis key prefix, so all of them run in parallel against one Redis.
 
 mod accounts;
+mod config;
 mod crash;
 mod delivery;
 mod email;
@@ -11,6 +12,7 @@ mod isolation;
 mod operations;
 mod receiver;
 mod redis_outage;
+mod redis_tls;
 mod retention;
 mod smtp;
 mod ssrf;

@@ -49,9 +49,9 @@ async fn after_retention_no_expired_data_remains_and_memory_returns_to_its_basel
     let rx = Receiver::start().await;
     rx.default_reply("/down", Reply::status(500));
     let app = spawn_app_with(|s| {
-        s.delivery.breaker_failure_threshold = 1_000;
-        s.delivery.retry_schedule = vec!["50ms".into()];
-        s.delivery.deliverer_idle_secs = 1;
+        s.delivery.breaker_failure_threshold = 1_000.try_into().unwrap();
+        s.delivery.retry_schedule = vec![crate::helpers::delay("50ms")];
+        s.delivery.deliverer_idle_secs = 1.try_into().unwrap();
     })
     .await;
     let engine = app.engine.clone().expect("the engine runs");

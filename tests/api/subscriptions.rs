@@ -131,7 +131,8 @@ async fn invalid_subscriptions_are_rejected_with_the_field_named() {
 
 #[actix_web::test]
 async fn an_account_cannot_exceed_its_subscription_limit() {
-    let app = spawn_app_with(|s| s.limits.max_subscriptions_per_account = 2).await;
+    let app =
+        spawn_app_with(|s| s.limits.max_subscriptions_per_account = 2.try_into().unwrap()).await;
     let (_, key) = app.create_account().await;
     app.create_webhook(&key, &["*"]).await;
     app.create_webhook(&key, &["*"]).await;
