@@ -1,12 +1,14 @@
 # courier: multi-stage build; the runtime image holds only the binary, its
 # config files, CA certificates and curl (for the health check), and runs as
 # the non-root user courier (uid 10001) with COURIER_ENV=production
-# (listens on 0.0.0.0:8080; set COURIER__REDIS__URL and
-# COURIER__AUTH__ADMIN_KEYS in the environment).
+# (listens on 0.0.0.0:8080; set COURIER__REDIS__URL,
+# COURIER__AUTH__ADMIN_KEYS and COURIER__AUTH__ENCRYPTION_KEYS in the
+# environment).
 #
 #   docker build -t courier .
 #   docker run -p 8080:8080 -e COURIER__REDIS__URL=redis://redis:6379 \
-#     -e COURIER__AUTH__ADMIN_KEYS=... courier
+#     -e COURIER__AUTH__ADMIN_KEYS=... \
+#     -e COURIER__AUTH__ENCRYPTION_KEYS="$(openssl rand -base64 32)" courier
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod domain;
 pub mod email;
 pub mod metrics;
+pub mod secrets;
 pub mod settings;
 pub mod startup;
 pub mod store;

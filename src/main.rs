@@ -27,6 +27,10 @@ enum Command {
     /// connects (values, event catalogue, Redis URL and TLS files), then exit:
     /// 0 when valid, 2 with a message naming the key otherwise.
     CheckConfig,
+    /// Seal every subscription's signing secret with the first key of
+    /// `auth.encryption_keys` (after putting a new key first); prints how
+    /// many were rewritten. Safe while courier runs.
+    Reencrypt,
 }
 
 #[actix_web::main]
@@ -50,6 +54,30 @@ async fn main() -> ExitCode {
                 ExitCode::from(BAD_CONFIG)
             }
         },
+        Command::Reencrypt => {
+            let prepared = match startup::prepare(&settings) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("courier: {e}");
+                    return ExitCode::from(BAD_CONFIG);
+                }
+            };
+            let result = async {
+                let store = courier::store::Store::connect(&settings, &prepared.redis).await?;
+                store.reencrypt_subscriptions().await
+            }
+            .await;
+            match result {
+                Ok((rewritten, seen)) => {
+                    println!("{rewritten} of {seen} subscriptions re-encrypted");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("courier: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => {
             courier::telemetry::init(&settings.log);
             let host = settings.server.host.clone();

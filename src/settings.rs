@@ -144,6 +144,10 @@ pub struct AuthSettings {
     /// Keys of the platform's own services; secret.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub admin_keys: Vec<SecretString>,
+    /// Keys (32 bytes, standard base64) that encrypt subscription signing
+    /// secrets in Redis: the first seals, all open (rotation). Secret.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub encryption_keys: Vec<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -63,6 +63,8 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, SettingsError> {
     let catalog = Catalog::new(&settings.events.extra_types)
         .map_err(|e| SettingsError::invalid("events.extra_types", e.to_string()))?;
     let redis = RedisTarget::from_settings(&settings.redis)?;
+    crate::secrets::SecretBox::new(&settings.auth.encryption_keys)
+        .map_err(|e| SettingsError::invalid("auth.encryption_keys", e.to_string()))?;
     Ok(Prepared { catalog, redis })
 }
 

@@ -545,10 +545,6 @@ impl Store {
         let data: Option<String> = self
             .run(async move { conn.hget(key, "data").await })
             .await?;
-        data.map(|d| {
-            serde_json::from_str(&d)
-                .map_err(|e| StoreError::Internal(format!("subscription {id}: {e}")))
-        })
-        .transpose()
+        data.map(|d| self.subscription_from_json(&d)).transpose()
     }
 }

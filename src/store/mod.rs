@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use redis::{AsyncCommands, RedisError, RedisResult, Script};
 
+use crate::secrets::SecretBox;
+
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
 pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Replayed, Requeued};
@@ -129,6 +131,8 @@ pub struct Store {
     timeout: Duration,
     retention: Retention,
     scripts: Arc<Scripts>,
+    /// Seals subscription signing secrets before they reach Redis.
+    sealer: SecretBox,
 }
 
 impl Store {
@@ -137,8 +141,11 @@ impl Store {
         let r = &settings.redis;
         let command_timeout = r.command_timeout_ms.get();
         let connect_timeout = r.connect_timeout_ms.get();
+        let sealer = SecretBox::new(&settings.auth.encryption_keys)
+            .map_err(|e| StoreError::Incompatible(format!("auth.encryption_keys: {e}")))?;
         let conn = RedisConn::connect(target, command_timeout, connect_timeout).await?;
         Ok(Self {
+            sealer,
             conn,
             target: target.clone(),
             keys: Keys::new(r.key_prefix.clone(), r.shards),

@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Standard Webhooks verification written from the specification, not with
 /// courier's code: HMAC-SHA256 over "{id}.{timestamp}.{body}" keyed by the
 /// base64-decoded secret; any of the space-separated `v1,` signatures may match.
-fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+pub fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.trim_start_matches("whsec_"))
         .unwrap();

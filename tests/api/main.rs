@@ -14,6 +14,7 @@ mod receiver;
 mod redis_outage;
 mod redis_tls;
 mod retention;
+mod secrets;
 mod smtp;
 mod ssrf;
 mod subscriptions;
