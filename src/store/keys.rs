@@ -37,7 +37,7 @@
 //! | `<p>:{sN}:digest:<subscription>:token` | string | fencing token of the latest digest claim |
 //! | `<p>:{sN}:digests` | zset | subscriptions with an open digest, score = when it is due |
 //! | `<p>:{sN}:digest-sending` | zset | digests being sent or waiting to retry, score = lease deadline or next attempt |
-//! | `<p>:endpoint:<url>` | hash | breaker (JSON), last_success, failing_since |
+//! | `<p>:endpoint:<url>` | hash | the circuit (`failures`, `open_until`, `cooldown`, the probe lease `probe`/`probe_at`/`probe_until`), `last_success`, `failing_since`, `v` (bumped on each change); expires days after its last write |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 
 use uuid::Uuid;
@@ -186,6 +186,8 @@ impl Keys {
     }
 
     /// State of one endpoint (webhook URL), shared by every account using it.
+    /// One key: the scripts that change it touch nothing else, so they are
+    /// single-slot on a cluster without a hash tag.
     pub fn endpoint(&self, url: &str) -> String {
         format!("{}:endpoint:{url}", self.prefix)
     }

@@ -10,5 +10,7 @@ mod helpers;
 mod operations;
 mod receiver;
 mod redis_outage;
+mod replicas;
+mod shared_limits;
 mod smtp;
 mod subscriptions;
