@@ -5,13 +5,13 @@
 //! what `decision` says follows each attempt. A slow endpoint fills only its
 //! own slots and queue, so it never delays another.
 //!
-//! The circuit breaker is shared by the fleet in Redis: the deliverer admits
-//! requests on a copy of the circuit at most `VIEW_MAX_AGE_MS` old
-//! (refreshed by every recorded attempt) and takes the one probe lease from
-//! Redis when the cooldown is over. Rate limits are token buckets here, per
-//! replica.
+//! The circuit breaker and the rate limits are shared by the fleet in Redis:
+//! the deliverer admits requests on a copy of the circuit at most
+//! `VIEW_MAX_AGE_MS` old (refreshed by every recorded attempt), takes the
+//! one probe lease from Redis when the cooldown is over, and takes each send
+//! of a rate-limited subscription from its shared limit.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use super::breaker::{Admission, Circuit, Signal, VIEW_MAX_AGE_MS};
 use super::decision::{decide, follow_up, Attempted, Effects, FollowUp};
 use super::engine::EngineCtx;
 use super::notification::{self, judge, Verdict};
-use super::ratelimit::TokenBucket;
+use super::ratelimit::Gcra;
 use super::retry::parse_retry_after;
 use super::sender::{HttpResult, Sender};
 use super::signing::webhook_headers;
@@ -108,10 +108,11 @@ pub struct EndpointDeliverer {
     /// The probe lease this replica took and has not used yet: its token
     /// and when it runs out (ms).
     probe_permit: Option<(String, i64)>,
-    /// Per-subscription token buckets (only for subscriptions with a limit).
-    buckets: HashMap<Uuid, TokenBucket>,
-    /// The head of the queue waits: for Redis (circuit, probe lease) or for
-    /// its rate limit's next token.
+    /// The delivery at the head of the queue that its subscription's rate
+    /// limit already let through.
+    rate_passed: Option<Uuid>,
+    /// The head of the queue waits: for Redis (circuit, probe lease, rate
+    /// limit) or for its rate limit's next free slot.
     waiting: bool,
     /// Recent request durations, to bound the queue by time.
     latency: Latency,
@@ -137,7 +138,7 @@ impl EndpointDeliverer {
             unanswered: BTreeMap::new(),
             next_seq: 0,
             probe_permit: None,
-            buckets: HashMap::new(),
+            rate_passed: None,
             waiting: false,
             latency,
             success_written: None,
@@ -196,18 +197,17 @@ impl EndpointDeliverer {
                 }
             }
             if let Some(rate) = job.sub.rate_limit {
-                let bucket = self
-                    .buckets
-                    .entry(job.sub.id)
-                    .or_insert_with(|| TokenBucket::new(rate, now));
-                if let Err(wait_ms) = bucket.take(now) {
-                    self.wait_then_pump(ctx, wait_ms.max(1) as u64);
+                if self.rate_passed != Some(job.claimed.delivery_id) {
+                    let (account, sub, delivery) =
+                        (job.sub.account_id, job.sub.id, job.claimed.delivery_id);
+                    self.take_rate(ctx, account, sub, delivery, rate, now);
                     break;
                 }
             }
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
+            self.rate_passed = None;
             let probe = self.probe_permit.take().map(|(token, _)| token);
             self.send(ctx, job, probe, now);
         }
@@ -323,6 +323,40 @@ impl EndpointDeliverer {
                 }
                 act.pump(ctx);
             }),
+        );
+    }
+
+    /// Takes a send from the subscription's fleet-wide rate limit for the
+    /// delivery at the head of the queue, then goes on.
+    fn take_rate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        account: Uuid,
+        sub: Uuid,
+        delivery: Uuid,
+        rate: u32,
+        now: i64,
+    ) {
+        self.waiting = true;
+        let store = self.ctx.store.clone();
+        let limit = Gcra::per_second(rate);
+        ctx.spawn(
+            async move { store.take_rate(&account, &sub, &limit, now).await }
+                .into_actor(self)
+                .map(move |taken, act, ctx| {
+                    act.waiting = false;
+                    match taken {
+                        Ok(Ok(())) => {
+                            act.rate_passed = Some(delivery);
+                            act.pump(ctx);
+                        }
+                        Ok(Err(wait_ms)) => act.wait_then_pump(ctx, wait_ms.max(1) as u64),
+                        Err(e) => {
+                            tracing::warn!(subscription = %sub, error = %e, "could not check a rate limit");
+                            act.wait_then_pump(ctx, STORE_RETRY_MS);
+                        }
+                    }
+                }),
         );
     }
 
@@ -559,7 +593,7 @@ impl Supervised for EndpointDeliverer {
         self.in_flight = 0;
         self.circuit_read_ms = None;
         self.probe_permit = None;
-        self.buckets.clear();
+        self.rate_passed = None;
         self.waiting = false;
     }
 }

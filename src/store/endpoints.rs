@@ -1,10 +1,14 @@
-//! Per-endpoint state shared by every replica: the circuit breaker, the
-//! probe lease and how long the endpoint has been failing. The decisions are
-//! taken atomically in Lua (`endpoint_record.lua`, `endpoint_probe.lua`)
-//! following the pure rules of `delivery::breaker`.
+//! Per-endpoint state shared by every replica (the circuit breaker, the
+//! probe lease, how long the endpoint has been failing) and the
+//! per-subscription rate limits. The decisions are taken atomically in Lua
+//! (`endpoint_record.lua`, `endpoint_probe.lua`, `rate.lua`) following the
+//! pure rules of `delivery::breaker` and `delivery::ratelimit`.
+
+use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::delivery::breaker::{BreakerConfig, Circuit, Open, Probe, Signal};
+use crate::delivery::ratelimit::Gcra;
 
 /// An endpoint's hash expires this long after its last write: long enough
 /// to outlive any failure streak still being retried, short enough that the
@@ -135,5 +139,23 @@ impl Store {
             taken,
             EndpointState::decode(f.get(1..).unwrap_or_default())?,
         ))
+    }
+
+    /// Takes one send from a subscription's rate limit at `now_ms`:
+    /// `Ok(())`, or `Err(ms to wait)` wrapped in the store's result.
+    pub async fn take_rate(
+        &self,
+        account: &Uuid,
+        subscription: &Uuid,
+        limit: &Gcra,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let mut inv = self.scripts.rate.key(self.keys.rate(account, subscription));
+        inv.arg(now_ms).arg(limit.interval_ms).arg(limit.burst);
+        let mut conn = self.conn();
+        let wait: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(if wait > 0 { Err(wait) } else { Ok(()) })
     }
 }

@@ -37,6 +37,7 @@
 //! | `<p>:{sN}:digest:<subscription>:token` | string | fencing token of the latest digest claim |
 //! | `<p>:{sN}:digests` | zset | subscriptions with an open digest, score = when it is due |
 //! | `<p>:{sN}:digest-sending` | zset | digests being sent or waiting to retry, score = lease deadline or next attempt |
+//! | `<p>:{sN}:rate:<subscription>` | string | the subscription's rate limit: theoretical arrival time (ms) of its next send; expires once past |
 //! | `<p>:endpoint:<url>` | hash | the circuit (`failures`, `open_until`, `cooldown`, the probe lease `probe`/`probe_at`/`probe_until`), `last_success`, `failing_since`, `v` (bumped on each change); expires days after its last write |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 
@@ -185,6 +186,11 @@ impl Keys {
         format!("{}digest:{subscription}", self.base(account))
     }
 
+    /// A subscription's rate limit, shared by every replica.
+    pub fn rate(&self, account: &Uuid, subscription: &Uuid) -> String {
+        format!("{}rate:{subscription}", self.base(account))
+    }
+
     /// State of one endpoint (webhook URL), shared by every account using it.
     /// One key: the scripts that change it touch nothing else, so they are
     /// single-slot on a cluster without a hash tag.
@@ -257,6 +263,7 @@ mod tests {
             keys.digests(keys.shard_of(&a)),
             keys.digests_sending(keys.shard_of(&a)),
             keys.digest(&a, &e),
+            keys.rate(&a, &e),
         ] {
             assert_eq!(hash_tag(&key), Some(tag.as_str()), "{key}");
         }

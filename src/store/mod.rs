@@ -91,6 +91,7 @@ struct Scripts {
     digest_finish: Script,
     endpoint_record: Script,
     endpoint_probe: Script,
+    rate: Script,
 }
 
 /// Functions several scripts share, prepended to them.
@@ -125,6 +126,7 @@ impl Scripts {
                 "{ENDPOINT}\n{}",
                 include_str!("lua/endpoint_probe.lua")
             )),
+            rate: Script::new(include_str!("lua/rate.lua")),
         }
     }
 }

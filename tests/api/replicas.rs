@@ -1,5 +1,5 @@
 //! Several couriers on one Redis prefix behave as one fleet: an endpoint's
-//! circuit holds for all of them together.
+//! circuit and a subscription's rate limit hold for all of them together.
 
 use std::time::{Duration, Instant};
 
@@ -81,4 +81,42 @@ async fn a_fleet_sends_one_probe_per_cooldown_to_a_failing_endpoint() {
         "requests closer than one cooldown after the first probe: {after:?}"
     );
     assert!(after.len() >= 2, "the probes went on: {after:?}");
+}
+
+#[actix_web::test]
+async fn a_rate_limit_holds_for_the_fleet() {
+    let rx = Receiver::start().await;
+    let (first, second) = two_replicas(|_| {}).await;
+    let (account, key) = first.create_account().await;
+    first
+        .subscribe(&key, &rx.url("/limited"), &["*"], json!({"rate_limit": 2}))
+        .await;
+    // The events arrive on both replicas in turn, so both deliver.
+    for i in 0..16 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        assert_eq!(app.ingest(&account, &format!("cus_{i}")).await.status, 202);
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = rx.wait_for("/limited", 16, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 16);
+    let at: Vec<Instant> = got.iter().map(|r| r.at).collect();
+    // 2 per second with a burst of 2: a window of two seconds holds at most
+    // 2 + 2 x 2 requests (one more for timing at the window's edges).
+    for (i, start) in at.iter().enumerate() {
+        let in_window = at[i..]
+            .iter()
+            .filter(|t| **t - *start < Duration::from_secs(2))
+            .count();
+        assert!(
+            in_window <= 7,
+            "{in_window} requests within two seconds: {:?}",
+            gaps(&at)
+        );
+    }
+    // After the burst, 14 requests at 2 per second take about seven seconds.
+    let spread = at[15] - at[0];
+    assert!(
+        spread >= Duration::from_millis(5_500),
+        "16 requests in {spread:?}"
+    );
 }

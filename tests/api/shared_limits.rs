@@ -1,7 +1,9 @@
-//! The Lua scripts that keep an endpoint's circuit in Redis follow the pure
-//! rules of `delivery::breaker` step for step, and their key expires.
+//! The Lua scripts that keep an endpoint's circuit and a subscription's rate
+//! limit in Redis follow the pure rules of `delivery::breaker` and
+//! `delivery::ratelimit` step for step, and their keys expire.
 
 use courier::delivery::breaker::{BreakerConfig, Circuit, Signal};
+use courier::delivery::ratelimit::Gcra;
 use courier::store::{Store, ENDPOINT_TTL_MS};
 use uuid::Uuid;
 
@@ -135,4 +137,30 @@ async fn failing_since_and_last_success_follow_the_attempts() {
         .await
         .unwrap();
     assert_eq!((s.failing_since_ms, s.last_success_ms), (None, Some(40)));
+}
+
+#[actix_web::test]
+async fn the_rate_script_follows_the_gcra_rules() {
+    let (store, _cleanup) = store().await;
+    let (account, sub) = (Uuid::now_v7(), Uuid::now_v7());
+    let limit = Gcra::per_second(3);
+    let mut tat = None;
+    let start = 1_700_000_000_000;
+    for (i, at) in [
+        0, 0, 0, 0, 1, 100, 333, 334, 335, 700, 1_000, 1_001, 5_000, 5_000, 5_000, 5_000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let now = start + at;
+        let expected = limit.check(tat, now);
+        if let Ok(next) = expected {
+            tat = Some(next);
+        }
+        let got = store.take_rate(&account, &sub, &limit, now).await.unwrap();
+        assert_eq!(got, expected.map(|_| ()), "step {i} at {at}");
+    }
+    // The key lives until its TAT has passed (and a second more).
+    let ttl = pttl(&store.keys().rate(&account, &sub));
+    assert!(ttl > 0, "{ttl}");
 }
