@@ -324,7 +324,7 @@ pub async fn get(
     if let Channel::Webhook { url } = &sub.channel {
         let state = st.store.endpoint_state(url).await?;
         view.endpoint = Some(EndpointView {
-            circuit: state.breaker,
+            circuit: state.circuit.state(chrono::Utc::now().timestamp_millis()),
             last_success_at: state.last_success_ms.map(format_ms),
             failing_since: state.failing_since_ms.map(format_ms),
         });

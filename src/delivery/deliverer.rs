@@ -1,11 +1,17 @@
 //! `EndpointDeliverer`: one actor per endpoint (webhook URL). It owns the
-//! endpoint's concurrency limit, queue, circuit breaker and per-subscription
-//! rate limits, sends with at most `endpoint_concurrency` requests at a time
-//! through the engine's shared client (one bounded pool, connections kept
-//! per endpoint), and records every outcome. A slow endpoint fills only its
+//! endpoint's concurrency limit and queue, sends with at most
+//! `endpoint_concurrency` requests at a time through the engine's shared
+//! client (one bounded pool, connections kept per endpoint), and carries out
+//! what `decision` says follows each attempt. A slow endpoint fills only its
 //! own slots and queue, so it never delays another.
+//!
+//! The circuit breaker and the rate limits are shared by the fleet in Redis:
+//! the deliverer admits requests on a copy of the circuit at most
+//! `VIEW_MAX_AGE_MS` old (refreshed by every recorded attempt), takes the
+//! one probe lease from Redis when the cooldown is over, and takes each send
+//! of a rate-limited subscription from its shared limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,10 +24,11 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::backlog::{self, Latency};
-use super::breaker::{Admission, BreakerState};
+use super::breaker::{Admission, Circuit, Signal, VIEW_MAX_AGE_MS};
+use super::decision::{decide, follow_up, Attempted, Effects, FollowUp};
 use super::engine::EngineCtx;
-use super::notification::{self, judge, next_step, Verdict};
-use super::ratelimit::TokenBucket;
+use super::notification::{self, judge, Verdict};
+use super::ratelimit::Gcra;
 use super::retry::parse_retry_after;
 use super::sender::{HttpResult, Sender};
 use super::signing::webhook_headers;
@@ -29,12 +36,14 @@ use crate::domain::event::format_ms;
 use crate::domain::notice::{Notice, NoticeKind};
 use crate::domain::subscription::{Channel, Subscription};
 use crate::metrics as m;
-use crate::store::{Attempt, Claimed, Outcome};
+use crate::store::{Attempt, Claimed, EndpointState, Outcome};
 
 /// Assumed request duration of an endpoint not heard from yet, ms.
 const INITIAL_LATENCY_MS: f64 = 100.0;
 /// Longest a delivery handed back by a busy endpoint waits, ms.
 const MAX_HAND_BACK_MS: i64 = 5_000;
+/// Pause before asking Redis again after it failed to answer, ms.
+const STORE_RETRY_MS: u64 = 1_000;
 
 /// A claimed delivery and its subscription.
 pub struct Job {
@@ -58,6 +67,25 @@ pub struct Drain;
 #[rtype(result = "()")]
 pub struct Retire;
 
+/// What an attempt said about the endpoint was recorded (or not).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Recorded {
+    /// Which of the deliverer's unanswered signals this answers.
+    seq: u64,
+    /// The endpoint's shared state after it; `None` when Redis failed.
+    state: Option<EndpointState>,
+    /// When it was recorded, ms.
+    at_ms: i64,
+}
+
+/// A signal sent to Redis whose answer has not come back.
+struct Unanswered {
+    signal: Signal,
+    probe: Option<String>,
+    at_ms: i64,
+}
+
 pub struct EndpointDeliverer {
     /// The endpoint.
     url: String,
@@ -69,14 +97,30 @@ pub struct EndpointDeliverer {
     queue: VecDeque<Job>,
     /// Requests under way.
     in_flight: usize,
-    breaker: BreakerState,
-    /// Responses judged so far, so a breaker read from Redis never replaces
-    /// a newer local one.
-    outcomes: u64,
-    /// Per-subscription token buckets (only for subscriptions with a limit).
-    buckets: HashMap<Uuid, TokenBucket>,
-    /// A delayed pump is pending (rate limit), so another is not needed.
-    pump_pending: bool,
+    /// This replica's copy of the endpoint's circuit, shared in Redis.
+    circuit: Circuit,
+    /// Version of that copy, so an older one never replaces a newer one.
+    circuit_version: u64,
+    /// When the copy was read (ms); one older than `VIEW_MAX_AGE_MS` is read
+    /// again before anything is sent, so a circuit another replica opened
+    /// stops this one within that time.
+    circuit_read_ms: Option<i64>,
+    /// Signals of this replica's attempts on their way to Redis, in order.
+    /// They are applied again on top of every copy read, so that a copy
+    /// read before they arrived does not undo them (a replica whose own
+    /// failures opened the circuit never sends on a copy that forgot them).
+    unanswered: BTreeMap<u64, Unanswered>,
+    /// Number of the next signal.
+    next_seq: u64,
+    /// The probe lease this replica took and has not used yet: its token
+    /// and when it runs out (ms).
+    probe_permit: Option<(String, i64)>,
+    /// The delivery at the head of the queue that its subscription's rate
+    /// limit already let through.
+    rate_passed: Option<Uuid>,
+    /// The head of the queue waits: for Redis (circuit, probe lease, rate
+    /// limit) or for its rate limit's next free slot.
+    waiting: bool,
     /// Recent request durations, to bound the queue by time.
     latency: Latency,
     /// When a success was last written to the endpoint's shared state.
@@ -97,10 +141,14 @@ impl EndpointDeliverer {
             sender,
             queue: VecDeque::new(),
             in_flight: 0,
-            breaker: BreakerState::default(),
-            outcomes: 0,
-            buckets: HashMap::new(),
-            pump_pending: false,
+            circuit: Circuit::default(),
+            circuit_version: 0,
+            circuit_read_ms: None,
+            unanswered: BTreeMap::new(),
+            next_seq: 0,
+            probe_permit: None,
+            rate_passed: None,
+            waiting: false,
             latency,
             success_written: None,
             draining: false,
@@ -108,85 +156,239 @@ impl EndpointDeliverer {
         }
     }
 
-    /// Records `outcome` for `job` in the background (the task outlives a
-    /// restart of this actor) and frees its slot.
-    fn finish(&self, job: Job, outcome: Outcome, attempt: Option<Attempt>) {
-        finish_in_background(self.ctx.clone(), job, outcome, attempt, None);
+    /// Hands `job` back to the schedule, due at `due_ms`, no attempt spent.
+    fn hand_back(&self, job: Job, due_ms: i64) {
+        let ctx = self.ctx.clone();
+        actix::spawn(async move {
+            record_outcome(&ctx, &job, &Outcome::Wait { due_ms }, None).await;
+            ctx.release(1);
+        });
     }
 
     /// Starts as many queued deliveries as the limits allow.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let sender = self.sender.clone();
-        let probe_timeout = self.ctx.cfg.timeout.as_millis() as i64 + 1_000;
-        while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining {
+        while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining && !self.waiting
+        {
             let Some(job) = self.queue.front() else { break };
             let now = self.ctx.now_ms();
-            if let Some(rate) = job.sub.rate_limit {
-                let bucket = self
-                    .buckets
-                    .entry(job.sub.id)
-                    .or_insert_with(|| TokenBucket::new(rate, now));
-                if let Err(wait_ms) = bucket.take(now) {
-                    if !self.pump_pending {
-                        self.pump_pending = true;
-                        ctx.run_later(Duration::from_millis(wait_ms.max(1) as u64), |act, ctx| {
-                            act.pump_pending = false;
-                            act.pump(ctx);
-                        });
-                    }
-                    break;
-                }
-            }
             // Never start a request the claim's lease cannot cover: the
             // delivery might be claimed again meanwhile and sent twice.
             let lease_left = job.claimed.claimed_at_ms + self.ctx.cfg.lease_ms - now;
-            if lease_left < self.ctx.cfg.timeout.as_millis() as i64 + 1_000 {
+            if lease_left < self.ctx.cfg.request_budget_ms() {
                 if let Some(job) = self.queue.pop_front() {
-                    self.finish(job, Outcome::Wait { due_ms: now }, None);
+                    self.hand_back(job, now);
                 }
                 continue;
             }
-            let admission = self.breaker.admit(now, probe_timeout);
+            if self
+                .circuit_read_ms
+                .is_none_or(|read| now - read >= VIEW_MAX_AGE_MS)
+            {
+                self.read_circuit(ctx, now);
+                break;
+            }
+            // An unused probe lease that ran out may be someone else's now.
+            self.probe_permit = self.probe_permit.take().filter(|(_, until)| now < *until);
+            let probe = self.probe_permit.is_some();
+            if !probe {
+                match self.circuit.admit(now) {
+                    Admission::Send => {}
+                    Admission::WaitUntil(until) => {
+                        // The circuit is open: wait without spending an attempt.
+                        if let Some(job) = self.queue.pop_front() {
+                            self.hand_back(job, until);
+                        }
+                        continue;
+                    }
+                    Admission::Probe => {
+                        self.ask_for_probe(ctx, now);
+                        break;
+                    }
+                }
+            }
+            if let Some(rate) = job.sub.rate_limit {
+                if self.rate_passed != Some(job.claimed.delivery_id) {
+                    let (account, sub, delivery) =
+                        (job.sub.account_id, job.sub.id, job.claimed.delivery_id);
+                    self.take_rate(ctx, account, sub, delivery, rate, now);
+                    break;
+                }
+            }
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
-            if let Admission::WaitUntil(until) = admission {
-                // The circuit is open: wait without spending an attempt.
-                self.finish(job, Outcome::Wait { due_ms: until }, None);
-                continue;
-            }
-            self.in_flight += 1;
-            let (headers, body) = build_request(&job, now);
-            let url = self.url.clone();
-            let sender = sender.clone();
-            let send = async move { sender.post(&url, &headers, body).await };
-            ctx.spawn(
-                AssertUnwindSafe(send)
-                    .catch_unwind()
-                    .into_actor(self)
-                    .map(move |result, act, ctx| {
-                        act.in_flight -= 1;
-                        if act.draining && act.in_flight == 0 && act.retiring {
-                            ctx.stop();
-                        }
-                        match result {
-                            Ok(r) => act.complete(job, r),
-                            Err(_) => {
-                                tracing::error!(url = %act.url, "a delivery panicked; restarting the deliverer");
-                                // The lease returns the delivery to the schedule.
-                                act.ctx.release(1);
-                                ctx.stop();
-                                return;
-                            }
-                        }
-                        act.pump(ctx);
-                    }),
-            );
+            self.rate_passed = None;
+            let probe = self.probe_permit.take().map(|(token, _)| token);
+            self.send(ctx, job, probe, now);
         }
     }
 
-    /// Judges a response, updates the breaker and records the outcome.
-    fn complete(&mut self, job: Job, r: HttpResult) {
+    fn send(&mut self, ctx: &mut Context<Self>, job: Job, probe: Option<String>, now: i64) {
+        self.in_flight += 1;
+        let (headers, body) = build_request(&job, now);
+        let url = self.url.clone();
+        let sender = self.sender.clone();
+        let send = async move { sender.post(&url, &headers, body).await };
+        ctx.spawn(
+            AssertUnwindSafe(send)
+                .catch_unwind()
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.in_flight -= 1;
+                    if act.retiring && act.in_flight == 0 {
+                        ctx.stop();
+                    }
+                    match result {
+                        Ok(r) => act.complete(ctx, job, r, probe),
+                        Err(_) => {
+                            tracing::error!(url = %act.url, "a delivery panicked; restarting the deliverer");
+                            // The lease returns the delivery to the schedule.
+                            act.ctx.release(1);
+                            ctx.stop();
+                            return;
+                        }
+                    }
+                    act.pump(ctx);
+                }),
+        );
+    }
+
+    /// Replaces the copy of the circuit with `state` read at `read_ms`,
+    /// unless the copy is newer. `state` includes the signals numbered
+    /// below `covers` (Redis runs one connection's commands in order); the
+    /// later ones still on their way are applied on top of it.
+    fn see(&mut self, state: EndpointState, read_ms: i64, covers: u64) {
+        if state.version >= self.circuit_version {
+            self.circuit_version = state.version;
+            self.unanswered = self.unanswered.split_off(&covers);
+            let mut circuit = state.circuit;
+            for u in self.unanswered.values() {
+                circuit.record(u.signal, u.probe.as_deref(), u.at_ms, &self.ctx.cfg.breaker);
+            }
+            self.set_circuit(circuit);
+        }
+        if self.circuit_read_ms.is_none_or(|r| r < read_ms) {
+            self.circuit_read_ms = Some(read_ms);
+        }
+    }
+
+    fn set_circuit(&mut self, circuit: Circuit) {
+        match (self.circuit.is_open(), circuit.is_open()) {
+            (false, true) => metrics::gauge!(m::OPEN_CIRCUITS).increment(1.0),
+            (true, false) => metrics::gauge!(m::OPEN_CIRCUITS).decrement(1.0),
+            _ => {}
+        }
+        self.circuit = circuit;
+    }
+
+    /// Reads the shared circuit, then goes on.
+    fn read_circuit(&mut self, ctx: &mut Context<Self>, now: i64) {
+        self.waiting = true;
+        let covers = self.next_seq;
+        let store = self.ctx.store.clone();
+        let url = self.url.clone();
+        ctx.spawn(
+            async move { store.endpoint_state(&url).await }
+                .into_actor(self)
+                .map(move |state, act, ctx| {
+                    act.waiting = false;
+                    match state {
+                        Ok(state) => act.see(state, now, covers),
+                        Err(e) => {
+                            // Go on with the copy at hand for another while.
+                            tracing::warn!(url = %act.url, error = %e, "could not read the endpoint's circuit");
+                            act.circuit_read_ms = Some(now);
+                        }
+                    }
+                    act.pump(ctx);
+                }),
+        );
+    }
+
+    /// The cooldown is over: asks for the fleet's one probe lease.
+    fn ask_for_probe(&mut self, ctx: &mut Context<Self>, now: i64) {
+        self.waiting = true;
+        let covers = self.next_seq;
+        let store = self.ctx.store.clone();
+        let url = self.url.clone();
+        let token = Uuid::new_v4().to_string();
+        let lease = self.ctx.cfg.request_budget_ms();
+        ctx.spawn(
+            async move {
+                let taken = store.take_probe(&url, &token, lease, now).await;
+                (token, taken)
+            }
+            .into_actor(self)
+            .map(move |(token, taken), act, ctx| {
+                act.waiting = false;
+                match taken {
+                    Ok((taken, state)) => {
+                        act.see(state, now, covers);
+                        if taken {
+                            act.probe_permit = Some((token, now + lease));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(url = %act.url, error = %e, "could not ask for a probe");
+                        act.wait_then_pump(ctx, STORE_RETRY_MS);
+                        return;
+                    }
+                }
+                act.pump(ctx);
+            }),
+        );
+    }
+
+    /// Takes a send from the subscription's fleet-wide rate limit for the
+    /// delivery at the head of the queue, then goes on.
+    fn take_rate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        account: Uuid,
+        sub: Uuid,
+        delivery: Uuid,
+        rate: u32,
+        now: i64,
+    ) {
+        self.waiting = true;
+        let store = self.ctx.store.clone();
+        let limit = Gcra::per_second(rate);
+        ctx.spawn(
+            async move { store.take_rate(&account, &sub, &limit, now).await }
+                .into_actor(self)
+                .map(move |taken, act, ctx| {
+                    act.waiting = false;
+                    match taken {
+                        Ok(Ok(())) => {
+                            act.rate_passed = Some(delivery);
+                            act.pump(ctx);
+                        }
+                        Ok(Err(wait_ms)) => act.wait_then_pump(ctx, wait_ms.max(1) as u64),
+                        Err(e) => {
+                            tracing::warn!(subscription = %sub, error = %e, "could not check a rate limit");
+                            act.wait_then_pump(ctx, STORE_RETRY_MS);
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn wait_then_pump(&mut self, ctx: &mut Context<Self>, ms: u64) {
+        self.waiting = true;
+        ctx.run_later(Duration::from_millis(ms), |act, ctx| {
+            act.waiting = false;
+            act.pump(ctx);
+        });
+    }
+
+    /// Judges a response, decides what follows and carries it out.
+    fn complete(
+        &mut self,
+        ctx: &mut Context<Self>,
+        job: Job,
+        r: HttpResult,
+        probe: Option<String>,
+    ) {
         let now = self.ctx.now_ms();
         self.latency.record(r.duration_ms as f64);
         let retry_after = r
@@ -198,23 +400,43 @@ impl EndpointDeliverer {
         } else {
             judge(r.status, retry_after)
         };
-        let endpoint_ok = matches!(verdict, Verdict::Delivered | Verdict::Gone);
-        let was_open = self.breaker.is_open();
-        let before = self.breaker.clone();
-        self.outcomes += 1;
-        if endpoint_ok {
-            self.breaker.on_success();
-        } else {
-            self.breaker.on_failure(now, &self.ctx.cfg.breaker);
-        }
-        match (was_open, self.breaker.is_open()) {
-            (false, true) => metrics::gauge!(m::OPEN_CIRCUITS).increment(1.0),
-            (true, false) => metrics::gauge!(m::OPEN_CIRCUITS).decrement(1.0),
-            _ => {}
-        }
-        let attempts_made = job.claimed.attempts + 1;
+        let attempted = Attempted {
+            verdict,
+            attempts_made: job.claimed.attempts + 1,
+            probe: probe.is_some(),
+        };
+        let recently_written = self
+            .success_written
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
         let unit: f64 = rand::thread_rng().gen();
-        let outcome = next_step(verdict, attempts_made, &self.ctx.cfg.policy, now, unit);
+        let effects = decide(
+            &attempted,
+            &self.circuit,
+            recently_written,
+            &self.ctx.cfg.policy,
+            now,
+            unit,
+        );
+        if let Some(signal) = effects.endpoint {
+            if signal == Signal::Success {
+                self.success_written = Some(Instant::now());
+            }
+            // The same rules Redis applies: act on them until its answer
+            // (which replaces this) arrives.
+            let mut circuit = self.circuit.clone();
+            circuit.record(signal, probe.as_deref(), now, &self.ctx.cfg.breaker);
+            self.set_circuit(circuit);
+            self.unanswered.insert(
+                self.next_seq,
+                Unanswered {
+                    signal,
+                    probe: probe.clone(),
+                    at_ms: now,
+                },
+            );
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let result_label = match verdict {
             Verdict::Delivered => "success",
             Verdict::Gone => "gone",
@@ -228,95 +450,98 @@ impl EndpointDeliverer {
             status_code: r.status,
             response: r.response,
             error: r.error,
-            next_attempt_at: match outcome {
+            next_attempt_at: match effects.outcome {
                 Outcome::Retry { due_ms } => Some(format_ms(due_ms)),
                 _ => None,
             },
         };
-        // Successes on a healthy endpoint are written at most once a second;
-        // failures and breaker changes always (other replicas and the
-        // days-of-failure rule depend on them).
-        let recently_written = self
-            .success_written
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-        let write =
-            !endpoint_ok || before != self.breaker || verdict == Verdict::Gone || !recently_written;
-        if endpoint_ok && write {
-            self.success_written = Some(Instant::now());
-        }
-        let endpoint = write.then(|| EndpointUpdate {
+        let carry = CarryOut {
+            ctx: self.ctx.clone(),
+            deliverer: ctx.address(),
             url: self.url.clone(),
-            breaker: self.breaker.clone(),
-            success: endpoint_ok,
-            gone: verdict == Verdict::Gone,
-        });
-        finish_in_background(self.ctx.clone(), job, outcome, Some(attempt), endpoint);
+            job,
+            attempt,
+            probe,
+            seq,
+        };
+        actix::spawn(carry.run(effects));
     }
 }
 
-/// The endpoint state to store after an attempt.
-struct EndpointUpdate {
+/// The effects of one attempt, carried out in the background (the task
+/// outlives a restart of the deliverer).
+struct CarryOut {
+    ctx: Arc<EngineCtx>,
+    /// Told the endpoint's state as recorded.
+    deliverer: Addr<EndpointDeliverer>,
     url: String,
-    breaker: BreakerState,
-    success: bool,
-    gone: bool,
+    job: Job,
+    attempt: Attempt,
+    /// The probe lease the attempt was sent under.
+    probe: Option<String>,
+    /// The number of its signal, if any, in the deliverer's `unanswered`.
+    seq: u64,
 }
 
-fn finish_in_background(
-    ctx: Arc<EngineCtx>,
-    job: Job,
-    outcome: Outcome,
-    attempt: Option<Attempt>,
-    endpoint: Option<EndpointUpdate>,
-) {
-    actix::spawn(async move {
+impl CarryOut {
+    async fn run(self, effects: Effects) {
+        let ctx = &self.ctx;
         let now = ctx.now_ms();
-        match ctx.finish(&job.claimed, &outcome, attempt.as_ref()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(delivery = %job.claimed.delivery_id, "claim superseded; outcome not recorded")
-            }
-            // The lease will expire and the delivery will be claimed again.
-            Err(e) => {
-                tracing::warn!(delivery = %job.claimed.delivery_id, error = %e, "could not record a delivery outcome")
-            }
-        }
-        if let Some(ep) = endpoint {
-            let success = Some(ep.success);
-            match ctx
+        let endpoint = async {
+            let signal = effects.endpoint?;
+            let state = ctx
                 .store
-                .record_endpoint(&ep.url, &ep.breaker, success, now)
+                .record_endpoint(
+                    &self.url,
+                    signal,
+                    self.probe.as_deref(),
+                    &ctx.cfg.breaker,
+                    now,
+                )
                 .await
-            {
-                Ok(failing_since) => {
-                    let stale =
-                        failing_since.is_some_and(|since| now - since >= ctx.cfg.disable_after_ms);
-                    if ep.gone {
-                        super::disable::disable(
-                            &ctx,
-                            &job.sub,
-                            "the endpoint answered 410 Gone",
-                            now,
-                        )
-                        .await;
-                    } else if stale {
-                        let hours = ctx.cfg.disable_after_ms / 3_600_000;
-                        let reason =
-                            format!("no successful delivery to the endpoint for {hours} hours");
-                        super::disable::disable(&ctx, &job.sub, &reason, now).await;
-                    } else if let Some(since) = failing_since.filter(|since| {
-                        ep.breaker.is_open() && now - since >= ctx.cfg.circuit_alert_ms
-                    }) {
-                        report_circuit(&ctx, &job, &ep.url, since, now).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(url = %ep.url, error = %e, "could not record endpoint state")
-                }
+                .inspect_err(|e| {
+                    tracing::warn!(url = %self.url, error = %e, "could not record endpoint state")
+                })
+                .ok();
+            self.deliverer.do_send(Recorded {
+                seq: self.seq,
+                state: state.clone(),
+                at_ms: now,
+            });
+            state
+        };
+        let delivery = record_outcome(ctx, &self.job, &effects.outcome, Some(&self.attempt));
+        let (after, ()) = futures_util::future::join(endpoint, delivery).await;
+        let follow = match (effects.disable, after) {
+            (Some(reason), _) => Some(FollowUp::Disable(reason)),
+            (None, Some(state)) => follow_up(&state, now, &ctx.cfg.follow_up()),
+            (None, None) => None,
+        };
+        match follow {
+            Some(FollowUp::Disable(reason)) => {
+                super::disable::disable(ctx, &self.job.sub, &reason, now).await
             }
+            Some(FollowUp::Alert { failing_since_ms }) => {
+                report_circuit(ctx, &self.job, &self.url, failing_since_ms, now).await
+            }
+            None => {}
         }
         ctx.release(1);
-    });
+    }
+}
+
+/// Records `outcome` (and `attempt`) for `job`'s claim.
+async fn record_outcome(ctx: &EngineCtx, job: &Job, outcome: &Outcome, attempt: Option<&Attempt>) {
+    match ctx.finish(&job.claimed, outcome, attempt).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(delivery = %job.claimed.delivery_id, "claim superseded; outcome not recorded")
+        }
+        // The lease will expire and the delivery will be claimed again.
+        Err(e) => {
+            tracing::warn!(delivery = %job.claimed.delivery_id, error = %e, "could not record a delivery outcome")
+        }
+    }
 }
 
 /// Tells the account that `url` has been failing since `since` with its
@@ -358,55 +583,31 @@ fn build_request(job: &Job, now_ms: i64) -> (Vec<(&'static str, String)>, Bytes)
 
 impl Actor for EndpointDeliverer {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Agree with the other replicas: start from the stored breaker and
-        // refresh it while the circuit is open.
-        self.refresh_breaker(ctx);
-        ctx.run_interval(Duration::from_secs(2), |act, ctx| {
-            if act.breaker.is_open() {
-                act.refresh_breaker(ctx);
-            }
-        });
-    }
-}
-
-impl EndpointDeliverer {
-    fn refresh_breaker(&mut self, ctx: &mut Context<Self>) {
-        let store = self.ctx.store.clone();
-        let url = self.url.clone();
-        let seen = self.outcomes;
-        ctx.spawn(
-            async move { store.endpoint_state(&url).await }
-                .into_actor(self)
-                .map(move |state, act, ctx| {
-                    // An outcome recorded here meanwhile is newer than what
-                    // was read: keep the local breaker then.
-                    if act.outcomes != seen {
-                        return;
-                    }
-                    if let Ok(state) = state {
-                        if act.breaker.is_open() != state.breaker.is_open() {
-                            let delta = if state.breaker.is_open() { 1.0 } else { -1.0 };
-                            metrics::gauge!(m::OPEN_CIRCUITS).increment(delta);
-                        }
-                        act.breaker = state.breaker;
-                        act.pump(ctx);
-                    }
-                }),
-        );
-    }
 }
 
 impl Supervised for EndpointDeliverer {
     fn restarting(&mut self, _: &mut Self::Context) {
         // Fresh state; the queued and in-flight deliveries go back to the
-        // schedule when their leases expire.
+        // schedule when their leases expire (an unused probe lease too).
         self.ctx.release(self.queue.len() + self.in_flight);
         self.queue.clear();
         self.in_flight = 0;
-        self.buckets.clear();
-        self.pump_pending = false;
+        self.circuit_read_ms = None;
+        self.probe_permit = None;
+        self.rate_passed = None;
+        self.waiting = false;
+    }
+}
+
+impl Handler<Recorded> for EndpointDeliverer {
+    type Result = ();
+
+    fn handle(&mut self, r: Recorded, ctx: &mut Self::Context) {
+        self.unanswered.remove(&r.seq);
+        if let Some(state) = r.state {
+            self.see(state, r.at_ms, r.seq + 1);
+        }
+        self.pump(ctx);
     }
 }
 
@@ -416,7 +617,7 @@ impl Handler<Deliver> for EndpointDeliverer {
     fn handle(&mut self, Deliver(job): Deliver, ctx: &mut Self::Context) {
         if self.draining {
             let now = self.ctx.now_ms();
-            self.finish(job, Outcome::Wait { due_ms: now }, None);
+            self.hand_back(job, now);
             return;
         }
         let cfg = &self.ctx.cfg;
@@ -434,7 +635,7 @@ impl Handler<Deliver> for EndpointDeliverer {
                 .wait_ms(self.queue.len(), cfg.endpoint_concurrency)
                 / 2.0;
             let due_ms = self.ctx.now_ms() + (wait as i64).clamp(100, MAX_HAND_BACK_MS);
-            self.finish(job, Outcome::Wait { due_ms }, None);
+            self.hand_back(job, due_ms);
             return;
         }
         debug_assert!(matches!(job.sub.channel, Channel::Webhook { .. }));
@@ -462,7 +663,7 @@ impl Handler<Drain> for EndpointDeliverer {
         self.draining = true;
         let now = self.ctx.now_ms();
         while let Some(job) = self.queue.pop_front() {
-            self.finish(job, Outcome::Wait { due_ms: now }, None);
+            self.hand_back(job, now);
         }
     }
 }

@@ -14,6 +14,7 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use super::breaker::BreakerConfig;
+use super::decision::FollowUpConfig;
 use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
 use super::retry::RetryPolicy;
@@ -60,6 +61,20 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// One request's deadline and a margin: the least lease a claim must
+    /// have left for a request to start, and how long a probe holds the
+    /// circuit's half-open lease (unanswered by then, it counts as lost).
+    pub fn request_budget_ms(&self) -> i64 {
+        self.timeout.as_millis() as i64 + 1_000
+    }
+
+    pub fn follow_up(&self) -> FollowUpConfig {
+        FollowUpConfig {
+            disable_after_ms: self.disable_after_ms,
+            circuit_alert_ms: self.circuit_alert_ms,
+        }
+    }
+
     /// How long a delivery may wait in an endpoint's queue before its
     /// request starts: what the lease leaves after one request and a margin.
     pub fn queue_budget_ms(&self) -> f64 {

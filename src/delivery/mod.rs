@@ -1,9 +1,10 @@
 //! The delivery engine: the pure core (retry schedule, circuit breaker,
-//! signing, the notification and how a response is judged) and the actors
-//! that drive it.
+//! rate limit, signing, the notification, how a response is judged and what
+//! follows an attempt) and the actors that drive it.
 
 pub mod backlog;
 pub mod breaker;
+pub mod decision;
 pub mod deliverer;
 pub mod disable;
 pub mod engine;

@@ -1,68 +1,161 @@
-//! Per-endpoint state shared by every replica: the circuit breaker and how
-//! long the endpoint has been failing.
+//! Per-endpoint state shared by every replica (the circuit breaker, the
+//! probe lease, how long the endpoint has been failing) and the
+//! per-subscription rate limits. The decisions are taken atomically in Lua
+//! (`endpoint_record.lua`, `endpoint_probe.lua`, `rate.lua`) following the
+//! pure rules of `delivery::breaker` and `delivery::ratelimit`.
 
-use std::collections::HashMap;
-
-use redis::AsyncCommands;
+use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::delivery::breaker::BreakerState;
+use crate::delivery::breaker::{BreakerConfig, Circuit, Open, Probe, Signal};
+use crate::delivery::ratelimit::Gcra;
+
+/// An endpoint's hash expires this long after its last write: long enough
+/// to outlive any failure streak still being retried, short enough that the
+/// state of endpoints nobody sends to any more goes away.
+pub const ENDPOINT_TTL_MS: i64 = 10 * 86_400_000;
+
+/// The fields of an endpoint's hash, in the order `endpoint.lua` returns them.
+const FIELDS: [&str; 9] = [
+    "v",
+    "failures",
+    "open_until",
+    "cooldown",
+    "probe",
+    "probe_at",
+    "probe_until",
+    "last_success",
+    "failing_since",
+];
 
 /// What is known about one endpoint (a webhook URL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointState {
-    pub breaker: BreakerState,
+    /// Bumped by every change: of two copies, the higher is newer.
+    pub version: u64,
+    pub circuit: Circuit,
     pub last_success_ms: Option<i64>,
     /// Time of the first failure since the last success.
     pub failing_since_ms: Option<i64>,
 }
 
+impl EndpointState {
+    /// Decodes the fields listed in [`FIELDS`].
+    fn decode(f: &[Option<String>]) -> Result<Self, StoreError> {
+        if f.len() != FIELDS.len() {
+            return Err(StoreError::Internal(format!(
+                "endpoint state has {} fields",
+                f.len()
+            )));
+        }
+        let int = |i: usize| f[i].as_deref().and_then(|v| v.parse::<i64>().ok());
+        let open = int(2).map(|until_ms| Open {
+            until_ms,
+            cooldown_ms: int(3).unwrap_or(0),
+            probe: match (&f[4], int(5), int(6)) {
+                (Some(token), Some(started_ms), Some(until_ms)) => Some(Probe {
+                    token: token.clone(),
+                    started_ms,
+                    until_ms,
+                }),
+                _ => None,
+            },
+        });
+        Ok(Self {
+            version: int(0).unwrap_or(0).max(0) as u64,
+            circuit: Circuit {
+                failures: int(1).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+                open,
+            },
+            last_success_ms: int(7),
+            failing_since_ms: int(8),
+        })
+    }
+}
+
 impl Store {
     pub async fn endpoint_state(&self, url: &str) -> Result<EndpointState, StoreError> {
         let key = self.keys.endpoint(url);
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(key).arg(&FIELDS[..]);
         let mut conn = self.conn();
-        let h: HashMap<String, String> = self.run(async move { conn.hgetall(key).await }).await?;
-        Ok(EndpointState {
-            breaker: h
-                .get("breaker")
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_default(),
-            last_success_ms: h.get("last_success").and_then(|v| v.parse().ok()),
-            failing_since_ms: h.get("failing_since").and_then(|v| v.parse().ok()),
-        })
+        let f: Vec<Option<String>> = self
+            .run(async move { cmd.query_async(&mut conn).await })
+            .await?;
+        EndpointState::decode(&f)
     }
 
-    /// Stores the breaker and the outcome of an attempt at `now_ms`; returns
-    /// since when the endpoint has been failing (None after a success).
+    /// Records what an attempt at `now_ms` says about `url` (`probe`: the
+    /// lease token when it was the probe) and moves the circuit; returns
+    /// the state after.
     pub async fn record_endpoint(
         &self,
         url: &str,
-        breaker: &BreakerState,
-        success: Option<bool>,
+        signal: Signal,
+        probe: Option<&str>,
+        cfg: &BreakerConfig,
         now_ms: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let key = self.keys.endpoint(url);
-        let json =
-            serde_json::to_string(breaker).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut pipe = redis::pipe();
-        pipe.hset(&key, "breaker", json).ignore();
-        match success {
-            Some(true) => {
-                pipe.hset(&key, "last_success", now_ms)
-                    .ignore()
-                    .hdel(&key, "failing_since")
-                    .ignore();
-            }
-            Some(false) => {
-                pipe.hset_nx(&key, "failing_since", now_ms).ignore();
-            }
-            None => {}
-        }
-        pipe.hget(&key, "failing_since");
+    ) -> Result<EndpointState, StoreError> {
+        let signal = match signal {
+            Signal::Success => "success",
+            Signal::Failure => "failure",
+            Signal::Neutral => "neutral",
+        };
+        let mut inv = self.scripts.endpoint_record.key(self.keys.endpoint(url));
+        inv.arg(now_ms)
+            .arg(signal)
+            .arg(probe.unwrap_or(""))
+            .arg(cfg.failure_threshold)
+            .arg(cfg.base_cooldown_ms)
+            .arg(cfg.max_cooldown_ms)
+            .arg(ENDPOINT_TTL_MS);
         let mut conn = self.conn();
-        let (since,): (Option<i64>,) = self
-            .run(async move { pipe.query_async(&mut conn).await })
+        let f: Vec<Option<String>> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
-        Ok(since)
+        EndpointState::decode(&f)
+    }
+
+    /// Tries to take the probe lease of `url`'s open circuit for `token`
+    /// (for `lease_ms`); returns whether it was taken and the state after.
+    pub async fn take_probe(
+        &self,
+        url: &str,
+        token: &str,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<(bool, EndpointState), StoreError> {
+        let mut inv = self.scripts.endpoint_probe.key(self.keys.endpoint(url));
+        inv.arg(now_ms)
+            .arg(token)
+            .arg(lease_ms)
+            .arg(ENDPOINT_TTL_MS);
+        let mut conn = self.conn();
+        let f: Vec<Option<String>> = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        let taken = f.first().and_then(|t| t.as_deref()) == Some("1");
+        Ok((
+            taken,
+            EndpointState::decode(f.get(1..).unwrap_or_default())?,
+        ))
+    }
+
+    /// Takes one send from a subscription's rate limit at `now_ms`:
+    /// `Ok(())`, or `Err(ms to wait)` wrapped in the store's result.
+    pub async fn take_rate(
+        &self,
+        account: &Uuid,
+        subscription: &Uuid,
+        limit: &Gcra,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let mut inv = self.scripts.rate.key(self.keys.rate(account, subscription));
+        inv.arg(now_ms).arg(limit.interval_ms).arg(limit.burst);
+        let mut conn = self.conn();
+        let wait: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(if wait > 0 { Err(wait) } else { Ok(()) })
     }
 }

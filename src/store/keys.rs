@@ -41,7 +41,8 @@
 //! | `<p>:{sN}:digest:<subscription>:token` | string | fencing token of the latest digest claim |
 //! | `<p>:{sN}:digests` | zset | subscriptions with an open digest, score = when it is due |
 //! | `<p>:{sN}:digest-sending` | zset | digests being sent or waiting to retry, score = lease deadline or next attempt |
-//! | `<p>:endpoint:<url>` | hash | breaker (JSON), last_success, failing_since |
+//! | `<p>:{sN}:rate:<subscription>` | string | the subscription's rate limit: theoretical arrival time (ms) of its next send; expires once past |
+//! | `<p>:endpoint:<url>` | hash | the circuit (`failures`, `open_until`, `cooldown`, the probe lease `probe`/`probe_at`/`probe_until`), `last_success`, `failing_since`, `v` (bumped on each change); expires days after its last write |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 
 use uuid::Uuid;
@@ -212,7 +213,14 @@ impl Keys {
         format!("{}digest:{subscription}", self.base(account))
     }
 
+    /// A subscription's rate limit, shared by every replica.
+    pub fn rate(&self, account: &Uuid, subscription: &Uuid) -> String {
+        format!("{}rate:{subscription}", self.base(account))
+    }
+
     /// State of one endpoint (webhook URL), shared by every account using it.
+    /// One key: the scripts that change it touch nothing else, so they are
+    /// single-slot on a cluster without a hash tag.
     pub fn endpoint(&self, url: &str) -> String {
         format!("{}:endpoint:{url}", self.prefix)
     }
@@ -285,6 +293,7 @@ mod tests {
             keys.digests(keys.shard_of(&a)),
             keys.digests_sending(keys.shard_of(&a)),
             keys.digest(&a, &e),
+            keys.rate(&a, &e),
         ] {
             assert_eq!(hash_tag(&key), Some(tag.as_str()), "{key}");
         }

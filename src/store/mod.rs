@@ -26,7 +26,7 @@ pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
 pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Replayed, Requeued};
 pub use email::{ClaimedDigest, ClaimedNotice};
-pub use endpoints::EndpointState;
+pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};
 pub use events::{EventFilter, EventRecord, IngestOutcome};
 pub use keys::Keys;
 pub use page::{Cursor, Page};
@@ -90,10 +90,15 @@ struct Scripts {
     digest_hold: Script,
     digest_claim: Script,
     digest_finish: Script,
+    endpoint_record: Script,
+    endpoint_probe: Script,
+    rate: Script,
 }
 
 /// Functions several scripts share, prepended to them.
 const COMMON: &str = include_str!("lua/common.lua");
+/// Functions the endpoint scripts share, prepended to them.
+const ENDPOINT: &str = include_str!("lua/endpoint.lua");
 
 impl Scripts {
     fn new() -> Self {
@@ -114,6 +119,15 @@ impl Scripts {
             digest_hold: Script::new(include_str!("lua/digest_hold.lua")),
             digest_claim: Script::new(include_str!("lua/digest_claim.lua")),
             digest_finish: with_common(include_str!("lua/digest_finish.lua")),
+            endpoint_record: Script::new(&format!(
+                "{ENDPOINT}\n{}",
+                include_str!("lua/endpoint_record.lua")
+            )),
+            endpoint_probe: Script::new(&format!(
+                "{ENDPOINT}\n{}",
+                include_str!("lua/endpoint_probe.lua")
+            )),
+            rate: Script::new(include_str!("lua/rate.lua")),
         }
     }
 }

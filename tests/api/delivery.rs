@@ -171,6 +171,8 @@ async fn gone_disables_the_subscription() {
         .await;
     assert_eq!(s["enabled"], false);
     assert!(s["disabled_reason"].as_str().unwrap().contains("410"));
+    // A 410 is no sign of a healthy endpoint.
+    assert!(s["endpoint"].get("last_success_at").is_none(), "{s}");
     let list = app
         .poll_until(
             &format!("/v1/subscriptions/{sub}/deliveries?status=failed"),
