@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,11 @@ impl EndpointDeliverer {
         }
     }
 
+    /// Shutting down: nothing new starts, what is queued goes back.
+    fn draining(&self) -> bool {
+        self.draining || self.ctx.stopping.load(Ordering::SeqCst)
+    }
+
     /// Records `outcome` for `job` in the background (the task outlives a
     /// restart of this actor) and frees its slot.
     fn finish(&self, job: Job, outcome: Outcome, attempt: Option<Attempt>) {
@@ -108,7 +114,7 @@ impl EndpointDeliverer {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let sender = self.sender.clone();
         let probe_timeout = self.ctx.cfg.timeout.as_millis() as i64 + 1_000;
-        while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining {
+        while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining() {
             let Some(job) = self.queue.front() else { break };
             let now = self.ctx.now_ms();
             if let Some(rate) = job.sub.rate_limit {
@@ -129,7 +135,7 @@ impl EndpointDeliverer {
             }
             // Never start a request the claim's lease cannot cover: the
             // delivery might be claimed again meanwhile and sent twice.
-            let lease_left = job.claimed.claimed_at_ms + self.ctx.cfg.lease_ms - now;
+            let lease_left = job.claimed.lease_until_ms - now;
             if lease_left < self.ctx.cfg.timeout.as_millis() as i64 + 1_000 {
                 if let Some(job) = self.queue.pop_front() {
                     self.finish(job, Outcome::Wait { due_ms: now }, None);
@@ -258,11 +264,7 @@ fn finish_in_background(
 ) {
     actix::spawn(async move {
         let now = ctx.now_ms();
-        match ctx
-            .store
-            .finish(&job.claimed, &outcome, attempt.as_ref(), now)
-            .await
-        {
+        match ctx.finish(&job.claimed, &outcome, attempt.as_ref()).await {
             Ok(true) => match &outcome {
                 Outcome::Success => {
                     metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => "succeeded").increment(1)
@@ -403,7 +405,7 @@ impl EndpointDeliverer {
 impl Supervised for EndpointDeliverer {
     fn restarting(&mut self, _: &mut Self::Context) {
         // Fresh state; the queued and in-flight deliveries go back to the
-        // schedule when their leases expire.
+        // schedule when their leases expire (or when this process stops).
         self.ctx.release(self.queue.len() + self.in_flight);
         self.queue.clear();
         self.in_flight = 0;
@@ -416,7 +418,7 @@ impl Handler<Deliver> for EndpointDeliverer {
     type Result = ();
 
     fn handle(&mut self, Deliver(job): Deliver, ctx: &mut Self::Context) {
-        if self.draining {
+        if self.draining() {
             let now = self.ctx.now_ms();
             self.finish(job, Outcome::Wait { due_ms: now }, None);
             return;

@@ -1,6 +1,13 @@
 //! Starting and stopping the delivery engine: one arbiter (thread) runs the
 //! scheduler, the janitor, the registry listener, the email notifier and
 //! every endpoint deliverer, each under an actix `Supervisor`.
+//!
+//! Stopping ([`Engine::shutdown`]): no claim is taken once it begins (a
+//! claiming round under way is waited for), queued deliveries go back to the
+//! schedule at once, sends under way get the grace period, the rest are
+//! abandoned, and every claim still held is handed back due now with no
+//! attempt spent. The SMTP pool is dropped on the engine's thread before
+//! that thread's runtime stops.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,14 +17,21 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use super::breaker::BreakerConfig;
+use super::claims::HeldClaims;
 use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
 use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
-use crate::email::notifier::EmailNotifier;
+use crate::email::notifier::{Close, EmailNotifier};
 use crate::email::Mailer;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Attempt, Claimed, LeaseMs, Outcome, Store, StoreError};
+
+/// How long a claim is held when one send may take `timeout_ms`: the send,
+/// twice that for waiting in the queue (see `backlog`), and a margin.
+pub fn lease_ms(timeout_ms: u64) -> i64 {
+    i64::try_from(timeout_ms.saturating_mul(3).saturating_add(2_000)).unwrap_or(i64::MAX)
+}
 
 /// The engine's tuning, from configuration.
 #[derive(Debug, Clone)]
@@ -26,8 +40,10 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// One webhook request's deadline.
     pub timeout: Duration,
-    /// How long a claim is held; past it the delivery is claimed again.
-    pub lease_ms: i64,
+    /// How long a claim is held, per channel (webhook from
+    /// `delivery.timeout_ms`, email from `smtp.timeout_ms`); past it the
+    /// delivery is claimed again.
+    pub lease: LeaseMs,
     /// Most deliveries claimed per shard per round.
     pub batch: usize,
     /// Most deliveries claimed and not finished in this process.
@@ -54,7 +70,7 @@ impl EngineConfig {
     /// How long a delivery may wait in an endpoint's queue before its
     /// request starts: what the lease leaves after one request and a margin.
     pub fn queue_budget_ms(&self) -> f64 {
-        (self.lease_ms - self.timeout.as_millis() as i64 - 1_000).max(0) as f64
+        (self.lease.webhook - self.timeout.as_millis() as i64 - 1_000).max(0) as f64
     }
 
     pub fn from_settings(s: &Settings) -> Self {
@@ -68,9 +84,10 @@ impl EngineConfig {
                 max_cooldown_ms: d.breaker_max_cooldown_ms as i64,
             },
             timeout,
-            // One request's (or email's) timeout, twice that for waiting in
-            // the endpoint's queue (see `backlog`), and a margin.
-            lease_ms: (d.timeout_ms.max(s.smtp.timeout_ms) * 3 + 2_000) as i64,
+            lease: LeaseMs {
+                webhook: lease_ms(d.timeout_ms),
+                email: lease_ms(s.smtp.timeout_ms),
+            },
             batch: d.claim_batch,
             max_in_flight: d.max_in_flight,
             endpoint_concurrency: d.endpoint_concurrency,
@@ -96,6 +113,11 @@ pub struct EngineCtx {
     pub wake: Arc<Notify>,
     /// Set on shutdown: claim nothing more.
     pub stopping: AtomicBool,
+    /// Held by a claiming round from its claim until its claims are in
+    /// `claims`, so shutdown can wait for a round under way.
+    pub claiming: tokio::sync::Mutex<()>,
+    /// Every claim of this process not yet finished.
+    pub claims: HeldClaims,
     /// How often the scheduler was restarted by its supervisor.
     pub scheduler_restarts: AtomicUsize,
 }
@@ -103,6 +125,24 @@ pub struct EngineCtx {
 impl EngineCtx {
     pub fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+
+    /// Records the outcome of a claim; once recorded (or superseded) the
+    /// claim is no longer held.
+    pub async fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .store
+            .finish(claimed, outcome, attempt, self.now_ms())
+            .await;
+        if r.is_ok() {
+            self.claims.let_go(claimed);
+        }
+        r
     }
 
     /// A claimed delivery was finished (or abandoned to its lease).
@@ -122,6 +162,8 @@ impl EngineCtx {
 pub struct Engine {
     arbiter: Arbiter,
     scheduler: Addr<Scheduler>,
+    /// Closed before the engine's thread stops (the SMTP pool must go first).
+    notifier: Addr<EmailNotifier>,
     ctx: Arc<EngineCtx>,
 }
 
@@ -136,6 +178,8 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             wake,
             stopping: AtomicBool::new(false),
+            claiming: tokio::sync::Mutex::new(()),
+            claims: HeldClaims::default(),
             scheduler_restarts: AtomicUsize::new(0),
         });
         let arbiter = Arbiter::new();
@@ -153,6 +197,7 @@ impl Engine {
         };
         let scheduler = {
             let ctx = ctx.clone();
+            let notifier = notifier.clone();
             Supervisor::start_in_arbiter(&handle, move |_| Scheduler::new(ctx, notifier))
         };
         {
@@ -172,6 +217,7 @@ impl Engine {
         Self {
             arbiter,
             scheduler,
+            notifier,
             ctx,
         }
     }
@@ -185,18 +231,37 @@ impl Engine {
     }
 
     /// Stops claiming, hands queued deliveries back to the schedule and
-    /// waits up to `deadline` for in-flight requests to finish. What is still
-    /// in flight after that is redelivered when its lease expires.
+    /// waits up to `deadline` for sends under way to finish. Then sends still
+    /// under way are abandoned, the SMTP pool is closed, and every claim this
+    /// process still holds goes back to the schedule due now, no attempt
+    /// spent (a request cut off may have reached its receiver: it is sent
+    /// again under the same `webhook-id`).
     pub async fn shutdown(&self, deadline: Duration) {
-        self.ctx.stopping.store(true, Ordering::SeqCst);
-        let _ = self.scheduler.send(Shutdown).await;
         let until = tokio::time::Instant::now() + deadline;
+        self.ctx.stopping.store(true, Ordering::SeqCst);
+        // A round claiming right now finishes and registers its claims;
+        // no round claims after this.
+        drop(self.ctx.claiming.lock().await);
+        let _ = self.scheduler.send(Shutdown).await;
         while self.ctx.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = self.ctx.in_flight.load(Ordering::SeqCst);
-        if left > 0 {
-            tracing::warn!(left, "deliveries still in flight at shutdown; their leases will expire and they will be retried");
+        let _ = self.notifier.send(Close).await;
+        let held = self.ctx.claims.take_all();
+        if held.is_empty() {
+            return;
+        }
+        match self.ctx.store.release(&held, self.ctx.now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                released = n,
+                "deliveries still in flight at shutdown were handed back, due now"
+            ),
+            Err(e) => tracing::error!(
+                held = held.len(),
+                error = %e,
+                "could not hand back the deliveries in flight; they are retried when their leases run out"
+            ),
         }
     }
 }
@@ -204,6 +269,58 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.ctx.stopping.store(true, Ordering::SeqCst);
-        self.arbiter.stop();
+        // The notifier closes its SMTP pool on the engine's thread, inside
+        // its runtime (the pool's drop spawns a task); then the thread stops.
+        let notifier = self.notifier.clone();
+        let stopped = self.arbiter.spawn(async move {
+            let _ = notifier.send(Close).await;
+            Arbiter::current().stop();
+        });
+        if !stopped {
+            self.arbiter.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_follow_each_channels_timeout() {
+        let mut s = Settings::load_from(
+            &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+            "test",
+        )
+        .unwrap();
+        s.delivery.timeout_ms = 1_000;
+        s.smtp.timeout_ms = 30_000;
+        let cfg = EngineConfig::from_settings(&s);
+        assert_eq!(
+            cfg.lease,
+            LeaseMs {
+                webhook: 5_000,
+                email: 92_000
+            }
+        );
+        // A slow SMTP server does not lengthen webhook claims, nor the
+        // time a webhook may wait in its endpoint's queue.
+        assert_eq!(cfg.queue_budget_ms(), 3_000.0);
+        s.delivery.timeout_ms = 15_000;
+        s.smtp.timeout_ms = 1_000;
+        assert_eq!(
+            EngineConfig::from_settings(&s).lease,
+            LeaseMs {
+                webhook: 47_000,
+                email: 5_000
+            }
+        );
+    }
+
+    #[test]
+    fn a_lease_covers_a_send_twice_its_wait_and_a_margin() {
+        assert_eq!(lease_ms(0), 2_000);
+        assert_eq!(lease_ms(10_000), 32_000);
+        assert_eq!(lease_ms(u64::MAX), i64::MAX);
     }
 }

@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::RedisConn;
-pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Requeued};
+pub use deliveries::{Attempt, ClaimRef, Claimed, DeliveryRecord, LeaseMs, Outcome, Requeued};
 pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::EndpointState;
 pub use events::{EventFilter, EventRecord, IngestOutcome};
@@ -80,6 +80,7 @@ struct Scripts {
     put_subscription: Script,
     claim: Script,
     reclaim: Script,
+    release: Script,
     finish: Script,
     requeue: Script,
     replay: Script,
@@ -104,6 +105,7 @@ impl Scripts {
             put_subscription: with_common(include_str!("lua/put_subscription.lua")),
             claim: with_common(include_str!("lua/claim.lua")),
             reclaim: with_common(include_str!("lua/reclaim.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
             finish: with_common(include_str!("lua/finish.lua")),
             requeue: with_common(include_str!("lua/requeue.lua")),
             replay: with_common(include_str!("lua/replay.lua")),
