@@ -11,9 +11,11 @@
 //! lease runs out and another sends it.
 //!
 //! Shutdown comes in two steps: [`Drain`] (no message starts any more; a
-//! delivery waiting for a connection is handed back unsent) and [`Close`]
-//! (messages still being sent are abandoned and the SMTP pool is dropped
-//! here, inside the engine's runtime, as lettre's pool requires).
+//! delivery, digest or notice waiting for a connection is handed back
+//! unsent) and [`Close`] (messages still being sent are abandoned, digests
+//! and notices handed back, and the SMTP pool is dropped here, inside the
+//! engine's runtime, as lettre's pool requires; abandoned deliveries are
+//! handed back by the engine with its other claims).
 
 use std::future::Future;
 use std::rc::Rc;
@@ -510,16 +512,15 @@ async fn send_digest(
                 ),
                 Ok(message) => {
                     let Some(_slot) = slot(&slots, &mut phase).await else {
-                        // Shutting down: claimed again when the lease runs out.
-                        return;
+                        return hand_back_digest(&c, &d).await;
                     };
-                    if !lease_covers(&c, &mailer, d.claimed_at_ms + c.cfg.lease.email) {
+                    if !lease_covers(&c, &mailer, d.lease_until_ms) {
                         // Claimed again when the lease runs out.
                         return;
                     }
                     let send = attempt(&c, &mailer, "digest", message, d.attempts);
                     let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
-                        return;
+                        return hand_back_digest(&c, &d).await;
                     };
                     (outcome, Some(attempt))
                 }
@@ -532,6 +533,22 @@ async fn send_digest(
         .await
     {
         tracing::warn!(subscription = %d.subscription_id, error = %e, "could not record a digest outcome");
+    }
+}
+
+/// A digest not sent because the notifier is shutting down: due again now,
+/// no attempt spent.
+async fn hand_back_digest(c: &EngineCtx, d: &ClaimedDigest) {
+    if let Err(e) = c.store.release_digest(d, c.now_ms()).await {
+        tracing::warn!(subscription = %d.subscription_id, error = %e, "could not hand back a digest; it is sent when its lease runs out");
+    }
+}
+
+/// A notice not sent because the notifier is shutting down: due again now,
+/// no attempt spent.
+async fn hand_back_notice(c: &EngineCtx, n: &ClaimedNotice) {
+    if let Err(e) = c.store.release_notice(n, c.now_ms()).await {
+        tracing::warn!(notice = %n.notice.id, error = %e, "could not hand back a notice; it is sent when its lease runs out");
     }
 }
 
@@ -567,13 +584,13 @@ async fn send_notice(
         }
     };
     let Some(slot) = slot(&slots, &mut phase).await else {
-        return; // shutting down: claimed again when the lease runs out
+        return hand_back_notice(&c, &n).await;
     };
-    if !lease_covers(&c, &mailer, n.claimed_at_ms + c.cfg.lease.email) {
+    if !lease_covers(&c, &mailer, n.lease_until_ms) {
         return; // claimed again when the lease runs out
     }
     let Some((r, _, _)) = unless_closed(&mut phase, send_timed(&mailer, message)).await else {
-        return;
+        return hand_back_notice(&c, &n).await;
     };
     drop(slot);
     count("notice", &r);

@@ -87,9 +87,11 @@ struct Scripts {
     notice: Script,
     outbox_claim: Script,
     outbox_done: Script,
+    outbox_release: Script,
     digest_hold: Script,
     digest_claim: Script,
     digest_finish: Script,
+    digest_release: Script,
 }
 
 /// Functions several scripts share, prepended to them.
@@ -112,9 +114,11 @@ impl Scripts {
             notice: with_common(include_str!("lua/notice.lua")),
             outbox_claim: Script::new(include_str!("lua/outbox_claim.lua")),
             outbox_done: Script::new(include_str!("lua/outbox_done.lua")),
+            outbox_release: Script::new(include_str!("lua/outbox_release.lua")),
             digest_hold: Script::new(include_str!("lua/digest_hold.lua")),
             digest_claim: Script::new(include_str!("lua/digest_claim.lua")),
             digest_finish: with_common(include_str!("lua/digest_finish.lua")),
+            digest_release: Script::new(include_str!("lua/digest_release.lua")),
         }
     }
 }

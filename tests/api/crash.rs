@@ -1,6 +1,7 @@
 //! Crash safety with real processes: `courier serve` runs as a child, is
 //! killed with SIGKILL (or stopped with SIGTERM) while deliveries are in
-//! flight, and another one finishes the work.
+//! flight, and another one finishes the work. After a SIGTERM nothing may
+//! stay claimed; every process's output is captured and must show no panic.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -130,13 +131,14 @@ impl Drop for Courier {
     }
 }
 
-/// Creates an account; returns (account id, API key).
-async fn create_account(c: &Courier) -> (String, String) {
+/// Creates an account whose operational email goes to `contact`; returns
+/// (account id, API key).
+async fn create_account(c: &Courier, contact: &str) -> (String, String) {
     let acc = c
         .post(
             "/v1/accounts",
             ADMIN_KEY,
-            &json!({"name": "A", "contact_email": "a@b.example"}),
+            &json!({"name": "A", "contact_email": contact}),
         )
         .await;
     (
@@ -178,12 +180,67 @@ async fn ingest(c: &Courier, account: &str, n: usize) -> HashSet<String> {
 /// Creates an account subscribed to `url` and ingests `n` events; returns
 /// the event ids.
 async fn setup_and_ingest(c: &Courier, url: &str, n: usize) -> HashSet<String> {
-    let (account, key) = create_account(c).await;
+    let (account, key) = create_account(c, "a@b.example").await;
     subscribe(c, &key, json!({"type": "webhook", "url": url})).await;
     ingest(c, &account, n).await
 }
 
-/// The delivery queues under `prefix`, read straight from Redis.
+/// courier's Redis data under one prefix, read straight from Redis.
+struct Data {
+    conn: redis::Connection,
+    keys: Keys,
+}
+
+impl Data {
+    fn of(prefix: &str) -> Self {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let shards: u16 = redis::cmd("HGET")
+            .arg(Keys::new(prefix, 1).meta())
+            .arg("shards")
+            .query(&mut conn)
+            .unwrap();
+        Self {
+            conn,
+            keys: Keys::new(prefix, shards),
+        }
+    }
+
+    /// A sorted set's members and their scores.
+    fn scored(&mut self, key: &str) -> HashMap<String, i64> {
+        let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut self.conn)
+            .unwrap();
+        members.into_iter().map(|(m, s)| (m, s as i64)).collect()
+    }
+
+    /// Members and scores of one per-shard sorted set over all shards.
+    fn scored_in_every_shard(
+        &mut self,
+        key: impl Fn(&Keys, u16) -> String,
+    ) -> HashMap<String, i64> {
+        let mut all = HashMap::new();
+        for shard in 0..self.keys.shards() {
+            let k = key(&self.keys, shard);
+            all.extend(self.scored(&k));
+        }
+        all
+    }
+
+    fn hget(&mut self, key: &str, field: &str) -> Option<String> {
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query(&mut self.conn)
+            .unwrap()
+    }
+}
+
+/// The delivery queues under `prefix`.
 struct Queues {
     /// Deliveries under a lease (claimed by some process).
     leased: Vec<String>,
@@ -194,49 +251,27 @@ struct Queues {
 }
 
 fn queues(prefix: &str) -> Queues {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let keys_of = Keys::new(prefix, 1);
-    let shards: u16 = redis::cmd("HGET")
-        .arg(keys_of.meta())
-        .arg("shards")
-        .query(&mut conn)
-        .unwrap();
-    let keys = Keys::new(prefix, shards);
-    let mut q = Queues {
-        leased: vec![],
-        due: HashMap::new(),
-        deliveries: HashMap::new(),
-    };
-    for shard in 0..shards {
-        let leased: Vec<String> = redis::cmd("ZRANGE")
-            .arg(keys.leases(shard))
-            .arg(0)
-            .arg(-1)
-            .query(&mut conn)
-            .unwrap();
-        q.leased.extend(leased);
-        let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(keys.schedule(shard))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query(&mut conn)
-            .unwrap();
-        q.due
-            .extend(due.into_iter().map(|(id, at)| (id, at as i64)));
-    }
+    let mut data = Data::of(prefix);
+    let leased = data.scored_in_every_shard(Keys::leases);
+    let due = data.scored_in_every_shard(Keys::schedule);
     let records: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*:dlv:*"))
-        .query(&mut conn)
+        .query(&mut data.conn)
         .unwrap();
+    let mut deliveries = HashMap::new();
     for key in records.iter().filter(|k| !k.ends_with(":attempts")) {
         let id = key.rsplit(':').next().unwrap().to_owned();
-        let record: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap();
-        q.deliveries.insert(id, record);
+        let record: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(key)
+            .query(&mut data.conn)
+            .unwrap();
+        deliveries.insert(id, record);
     }
-    q
+    Queues {
+        leased: leased.into_keys().collect(),
+        due,
+        deliveries,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -351,7 +386,7 @@ async fn sigterm_returns_every_claim_due_now_without_spending_an_attempt() {
         ],
     )
     .await;
-    let (account, key) = create_account(&first).await;
+    let (account, key) = create_account(&first, "a@b.example").await;
     subscribe(
         &first,
         &key,
@@ -398,5 +433,106 @@ async fn sigterm_returns_every_claim_due_now_without_spending_an_attempt() {
             "delivery {id} is not due now (due {due:?}, exit at {exited_ms})"
         );
     }
+    crate::helpers::cleanup_prefix(&prefix);
+}
+
+#[actix_web::test]
+async fn sigterm_returns_digests_and_notices_being_emailed_due_now() {
+    // The SMTP server holds every message to slow@ far beyond the grace period.
+    let smtp = SmtpServer::start();
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let smtp_url = smtp.url();
+    let mut first = Courier::start_with(
+        &prefix,
+        &[
+            ("COURIER__SMTP__URL", &smtp_url),
+            ("COURIER__SMTP__TIMEOUT_MS", "30000"),
+            ("COURIER__SERVER__SHUTDOWN_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let (account, key) = create_account(&first, "slow@acme.example").await;
+    subscribe(
+        &first,
+        &key,
+        json!({"type": "email", "address": "slow@acme.example", "digest": "hourly"}),
+    )
+    .await;
+    ingest(&first, &account, 1).await;
+    let mut data = Data::of(&prefix);
+    let account_id = uuid::Uuid::parse_str(&account).unwrap();
+    let shard = data.keys.shard_of(&account_id);
+    let digests = data.keys.digests(shard);
+    // The event waits in the subscription's open digest; its period ends now.
+    let until = Instant::now() + Duration::from_secs(20);
+    let sub = loop {
+        if let Some(sub) = data.scored(&digests).into_keys().next() {
+            break sub;
+        }
+        assert!(
+            Instant::now() < until,
+            "the event was not held for a digest"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&digests)
+        .arg(0)
+        .arg(&sub)
+        .query(&mut data.conn)
+        .unwrap();
+    // And a notice: the API key rotated.
+    let rotated = first.post("/v1/api-keys/rotate", &key, &json!({})).await;
+    assert!(rotated["api_key"].is_string(), "{rotated}");
+    // Both claimed: pushed back by their leases while they are sent.
+    let (outbox, sending) = (data.keys.outbox(shard), data.keys.digests_sending(shard));
+    let until = Instant::now() + Duration::from_secs(20);
+    let notice = loop {
+        let now = now_ms();
+        let notices = data.scored(&outbox);
+        let digest_due = data.scored(&sending).get(&sub).copied();
+        if let (Some((notice, due)), Some(digest_due)) = (notices.into_iter().next(), digest_due) {
+            if due > now && digest_due > now {
+                break notice;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the digest and the notice were not claimed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let exit = first.terminate().await;
+    let exited_ms = now_ms();
+    assert!(exit.success(), "exit status {exit:?}\n{}", first.output());
+    first.assert_no_panic();
+
+    let digest_due = data.scored(&sending).get(&sub).copied();
+    assert!(
+        digest_due.is_some_and(|due| due <= exited_ms),
+        "the digest is not due now (due {digest_due:?}, exit at {exited_ms})"
+    );
+    let digest = data
+        .keys
+        .digest(&account_id, &uuid::Uuid::parse_str(&sub).unwrap());
+    let digest_attempts = data.hget(&format!("{digest}:sending:meta"), "attempts");
+    assert_eq!(
+        digest_attempts.as_deref(),
+        Some("0"),
+        "the digest spent an attempt"
+    );
+    let notice_due = data.scored(&outbox).get(&notice).copied();
+    assert!(
+        notice_due.is_some_and(|due| due <= exited_ms),
+        "the notice is not due now (due {notice_due:?}, exit at {exited_ms})"
+    );
+    let notice_id = uuid::Uuid::parse_str(&notice).unwrap();
+    let notice_attempts = data.hget(&data.keys.notice(shard, &notice_id), "attempts");
+    assert_eq!(
+        notice_attempts.as_deref(),
+        Some("0"),
+        "the notice spent an attempt"
+    );
     crate::helpers::cleanup_prefix(&prefix);
 }
