@@ -17,7 +17,7 @@ use courier::domain::catalog::Catalog;
 use courier::domain::event::{accept, IngestRules, Submitted};
 use courier::domain::subscription::{Channel, Subscription};
 use courier::settings::Settings;
-use courier::store::{AccountRecord, Store};
+use courier::store::{AccountRecord, LeaseMs, Store};
 
 fn payload_1k() -> String {
     format!(
@@ -138,7 +138,11 @@ fn claim_round_trip(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(async {
                     let now = chrono::Utc::now().timestamp_millis();
-                    let claimed = store.claim(0, now, 60_000, 100).await.unwrap();
+                    let lease = LeaseMs {
+                        webhook: 60_000,
+                        email: 60_000,
+                    };
+                    let claimed = store.claim(0, now, lease, 100).await.unwrap();
                     let ids: Vec<Uuid> = claimed.iter().map(|c| c.delivery_id).collect();
                     // Requeue needs the lease gone: finish as 'wait' due now.
                     for c in &claimed {

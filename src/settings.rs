@@ -110,7 +110,8 @@ pub struct ServerSettings {
     pub port: u16,
     /// HTTP workers; 0 = one per core.
     pub workers: usize,
-    /// Grace period for in-flight requests on shutdown.
+    /// Grace period for in-flight requests and deliveries on shutdown;
+    /// deliveries still in flight after it go back to the schedule.
     pub shutdown_timeout_secs: u64,
     /// Base of links shown to people (dashboard, email).
     pub public_base_url: String,
@@ -206,7 +207,8 @@ pub struct DeliverySettings {
     /// answers.
     #[serde(default)]
     pub hosts: std::collections::HashMap<String, std::net::IpAddr>,
-    /// One webhook request's deadline.
+    /// One webhook request's deadline (webhook claims are leased for three
+    /// times this plus 2 s).
     #[serde(deserialize_with = "millis")]
     pub timeout_ms: PositiveDuration,
     /// Delays between attempts, e.g. `["5s", "30s", "2m"]`.
@@ -254,7 +256,8 @@ pub struct SmtpSettings {
     pub url: SecretString,
     /// Sender address of every email.
     pub from: String,
-    /// Deadline of one message: connecting, the SMTP dialogue and the data.
+    /// Deadline of one message: connecting, the SMTP dialogue and the data
+    /// (email claims are leased for three times this plus 2 s).
     #[serde(deserialize_with = "millis")]
     pub timeout_ms: PositiveDuration,
     /// Most SMTP connections open at once (the pool size): also the most

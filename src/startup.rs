@@ -1,7 +1,8 @@
 //! Building and running the service: [`Application::build`] binds the
 //! listener (port 0 in tests) and wires the parts; [`Application::run_until_stopped`]
-//! serves until SIGINT/SIGTERM (graceful: in-flight requests finish within
-//! `server.shutdown_timeout_secs`) or until the server handle stops it.
+//! serves until SIGINT/SIGTERM (graceful: in-flight requests and deliveries
+//! finish within `server.shutdown_timeout_secs`, claims still held then go
+//! back to the schedule) or until the server handle stops it.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -159,24 +160,36 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped, then shuts the delivery engine down: nothing
-    /// new is claimed, queued deliveries go back to the schedule, in-flight
-    /// ones get `server.shutdown_timeout_secs` to finish.
+    /// Serves until stopped. On SIGTERM/SIGINT the HTTP server and the
+    /// delivery engine stop together: no new connections and no new claims;
+    /// queued deliveries go back to the schedule at once; in-flight requests
+    /// and deliveries get `server.shutdown_timeout_secs` to finish; every
+    /// claim still held then goes back to the schedule, due now.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let mut server = std::pin::pin!(self.server);
-        let served = tokio::select! {
-            served = &mut server => served,
-            signal = shutdown_signal() => {
-                tracing::info!("{signal} received; shutting down gracefully");
-                // The server future drives the stop, so both run together.
-                let (_, served) = tokio::join!(handle.stop(true), server);
-                served
+        let Self {
+            server,
+            engine,
+            shutdown_timeout,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let stop_engine = async {
+            if let Some(engine) = &engine {
+                engine.shutdown(shutdown_timeout).await;
             }
         };
-        if let Some(engine) = &self.engine {
-            engine.shutdown(self.shutdown_timeout).await;
+        tokio::select! {
+            served = &mut server => {
+                stop_engine.await;
+                served
+            }
+            signal = shutdown_signal() => {
+                tracing::info!("{signal} received; shutting down gracefully");
+                // The server future drives the stop, so all three run together.
+                let (_, served, ()) = tokio::join!(handle.stop(true), server, stop_engine);
+                served
+            }
         }
-        served
     }
 }

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,6 +157,11 @@ impl EndpointDeliverer {
         }
     }
 
+    /// Shutting down: nothing new starts, what is queued goes back.
+    fn draining(&self) -> bool {
+        self.draining || self.ctx.stopping.load(Ordering::SeqCst)
+    }
+
     /// Hands `job` back to the schedule, due at `due_ms`, no attempt spent.
     fn hand_back(&self, job: Job, due_ms: i64) {
         let ctx = self.ctx.clone();
@@ -167,13 +173,15 @@ impl EndpointDeliverer {
 
     /// Starts as many queued deliveries as the limits allow.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while self.in_flight < self.ctx.cfg.endpoint_concurrency && !self.draining && !self.waiting
+        while self.in_flight < self.ctx.cfg.endpoint_concurrency
+            && !self.draining()
+            && !self.waiting
         {
             let Some(job) = self.queue.front() else { break };
             let now = self.ctx.now_ms();
             // Never start a request the claim's lease cannot cover: the
             // delivery might be claimed again meanwhile and sent twice.
-            let lease_left = job.claimed.claimed_at_ms + self.ctx.cfg.lease_ms - now;
+            let lease_left = job.claimed.lease_until_ms - now;
             if lease_left < self.ctx.cfg.request_budget_ms() {
                 if let Some(job) = self.queue.pop_front() {
                     self.hand_back(job, now);
@@ -615,7 +623,7 @@ impl Handler<Deliver> for EndpointDeliverer {
     type Result = ();
 
     fn handle(&mut self, Deliver(job): Deliver, ctx: &mut Self::Context) {
-        if self.draining {
+        if self.draining() {
             let now = self.ctx.now_ms();
             self.hand_back(job, now);
             return;

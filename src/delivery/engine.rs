@@ -1,6 +1,13 @@
 //! Starting and stopping the delivery engine: one arbiter (thread) runs the
 //! scheduler, the janitor, the registry listener, the email notifier and
 //! every endpoint deliverer, each under an actix `Supervisor`.
+//!
+//! Stopping ([`Engine::shutdown`]): no claim is taken once it begins (a
+//! claiming round under way is waited for), queued deliveries go back to the
+//! schedule at once, sends under way get the grace period, the rest are
+//! abandoned, and every claim still held is handed back due now with no
+//! attempt spent. The SMTP pool is dropped on the engine's thread before
+//! that thread's runtime stops.
 
 use std::num::NonZeroUsize;
 
@@ -14,16 +21,23 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use super::breaker::BreakerConfig;
+use super::claims::HeldClaims;
 use super::decision::FollowUpConfig;
 use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
 use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
-use crate::email::notifier::EmailNotifier;
+use crate::email::notifier::{Close, EmailNotifier};
 use crate::email::Mailer;
 use crate::metrics as m;
 use crate::settings::Settings;
-use crate::store::{Attempt, Claimed, Outcome, Store, StoreError};
+use crate::store::{Attempt, Claimed, LeaseMs, Outcome, Store, StoreError};
+
+/// How long a claim is held when one send may take `timeout_ms`: the send,
+/// twice that for waiting in the queue (see `backlog`), and a margin.
+pub fn lease_ms(timeout_ms: u64) -> i64 {
+    i64::try_from(timeout_ms.saturating_mul(3).saturating_add(2_000)).unwrap_or(i64::MAX)
+}
 
 /// The engine's tuning, from configuration.
 #[derive(Debug, Clone)]
@@ -32,8 +46,10 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// One webhook request's deadline.
     pub timeout: Duration,
-    /// How long a claim is held; past it the delivery is claimed again.
-    pub lease_ms: i64,
+    /// How long a claim is held, per channel (webhook from
+    /// `delivery.timeout_ms`, email from `smtp.timeout_ms`); past it the
+    /// delivery is claimed again.
+    pub lease: LeaseMs,
     /// Most deliveries claimed per shard per round.
     pub batch: usize,
     /// Most deliveries claimed and not finished in this process.
@@ -42,11 +58,11 @@ pub struct EngineConfig {
     pub endpoint_concurrency: usize,
     /// Open connections of the engine's client, all endpoints together.
     pub max_connections: NonZeroUsize,
+    /// How long an endpoint's deliverer lives without deliveries.
+    pub deliverer_idle: Duration,
     /// Most deliveries an endpoint may hold queued; the queue is also
     /// bounded by time (see `backlog`). More are handed back to the
     /// schedule, no attempt spent.
-    /// How long an endpoint's deliverer lives without deliveries.
-    pub deliverer_idle: Duration,
     pub endpoint_queue: usize,
     pub allow_private_targets: bool,
     /// Judges where webhook host names may be sent.
@@ -78,13 +94,12 @@ impl EngineConfig {
     /// How long a delivery may wait in an endpoint's queue before its
     /// request starts: what the lease leaves after one request and a margin.
     pub fn queue_budget_ms(&self) -> f64 {
-        (self.lease_ms - self.timeout.as_millis() as i64 - 1_000).max(0) as f64
+        (self.lease.webhook - self.timeout.as_millis() as i64 - 1_000).max(0) as f64
     }
 
     pub fn from_settings(s: &Settings) -> Self {
         let d = &s.delivery;
         let timeout = d.timeout_ms.get();
-        let longest_timeout_ms = d.timeout_ms.max(s.smtp.timeout_ms).as_millis();
         Self {
             policy: RetryPolicy::new(s.retry_schedule(), d.jitter),
             breaker: BreakerConfig {
@@ -93,9 +108,10 @@ impl EngineConfig {
                 max_cooldown_ms: d.breaker_max_cooldown_ms.as_millis() as i64,
             },
             timeout,
-            // One request's (or email's) timeout, twice that for waiting in
-            // the endpoint's queue (see `backlog`), and a margin.
-            lease_ms: (longest_timeout_ms * 3 + 2_000) as i64,
+            lease: LeaseMs {
+                webhook: lease_ms(d.timeout_ms.as_millis()),
+                email: lease_ms(s.smtp.timeout_ms.as_millis()),
+            },
             batch: d.claim_batch.get(),
             max_in_flight: d.max_in_flight.get(),
             endpoint_concurrency: d.endpoint_concurrency.get(),
@@ -134,6 +150,11 @@ pub struct EngineCtx {
     pub wake: Arc<Notify>,
     /// Set on shutdown: claim nothing more.
     pub stopping: AtomicBool,
+    /// Held by a claiming round from its claim until its claims are in
+    /// `claims`, so shutdown can wait for a round under way.
+    pub claiming: tokio::sync::Mutex<()>,
+    /// Every claim of this process not yet finished.
+    pub claims: HeldClaims,
     /// How often the scheduler was restarted by its supervisor.
     pub scheduler_restarts: AtomicUsize,
     /// The time the engine runs on.
@@ -160,6 +181,7 @@ impl EngineCtx {
     /// final. Every finish of a claimed delivery goes through here, so each
     /// final outcome is counted once. `Ok(false)`: the claim was superseded
     /// (someone else holds the delivery now) and nothing was recorded.
+    /// Once recorded (or superseded) the claim is no longer held.
     pub async fn finish(
         &self,
         claimed: &Claimed,
@@ -170,6 +192,7 @@ impl EngineCtx {
             .store
             .finish(claimed, outcome, attempt, self.now_ms())
             .await?;
+        self.claims.let_go(claimed);
         if let (true, Some(label)) = (recorded, finished_label(outcome)) {
             metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => label).increment(1);
         }
@@ -203,6 +226,8 @@ pub struct Held {
 pub struct Engine {
     arbiter: Arbiter,
     scheduler: Addr<Scheduler>,
+    /// Closed before the engine's thread stops (the SMTP pool must go first).
+    notifier: Addr<EmailNotifier>,
     ctx: Arc<EngineCtx>,
 }
 
@@ -217,6 +242,8 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             wake,
             stopping: AtomicBool::new(false),
+            claiming: tokio::sync::Mutex::new(()),
+            claims: HeldClaims::default(),
             scheduler_restarts: AtomicUsize::new(0),
             clock,
             deliverers: AtomicUsize::new(0),
@@ -236,6 +263,7 @@ impl Engine {
         };
         let scheduler = {
             let ctx = ctx.clone();
+            let notifier = notifier.clone();
             Supervisor::start_in_arbiter(&handle, move |_| Scheduler::new(ctx, notifier))
         };
         {
@@ -250,6 +278,7 @@ impl Engine {
         Self {
             arbiter,
             scheduler,
+            notifier,
             ctx,
         }
     }
@@ -263,18 +292,37 @@ impl Engine {
     }
 
     /// Stops claiming, hands queued deliveries back to the schedule and
-    /// waits up to `deadline` for in-flight requests to finish. What is still
-    /// in flight after that is redelivered when its lease expires.
+    /// waits up to `deadline` for sends under way to finish. Then sends still
+    /// under way are abandoned, the SMTP pool is closed, and every claim this
+    /// process still holds goes back to the schedule due now, no attempt
+    /// spent (a request cut off may have reached its receiver: it is sent
+    /// again under the same `webhook-id`).
     pub async fn shutdown(&self, deadline: Duration) {
-        self.ctx.stopping.store(true, Ordering::SeqCst);
-        let _ = self.scheduler.send(Shutdown).await;
         let until = tokio::time::Instant::now() + deadline;
+        self.ctx.stopping.store(true, Ordering::SeqCst);
+        // A round claiming right now finishes and registers its claims;
+        // no round claims after this.
+        drop(self.ctx.claiming.lock().await);
+        let _ = self.scheduler.send(Shutdown).await;
         while self.ctx.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = self.ctx.in_flight.load(Ordering::SeqCst);
-        if left > 0 {
-            tracing::warn!(left, "deliveries still in flight at shutdown; their leases will expire and they will be retried");
+        let _ = self.notifier.send(Close).await;
+        let held = self.ctx.claims.take_all();
+        if held.is_empty() {
+            return;
+        }
+        match self.ctx.store.release(&held, self.ctx.now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                released = n,
+                "deliveries still in flight at shutdown were handed back, due now"
+            ),
+            Err(e) => tracing::error!(
+                held = held.len(),
+                error = %e,
+                "could not hand back the deliveries in flight; they are retried when their leases run out"
+            ),
         }
     }
 }
@@ -282,13 +330,60 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.ctx.stopping.store(true, Ordering::SeqCst);
-        self.arbiter.stop();
+        // The notifier closes its SMTP pool on the engine's thread, inside
+        // its runtime (the pool's drop spawns a task); then the thread stops.
+        let notifier = self.notifier.clone();
+        let stopped = self.arbiter.spawn(async move {
+            let _ = notifier.send(Close).await;
+            Arbiter::current().stop();
+        });
+        if !stopped {
+            self.arbiter.stop();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_follow_each_channels_timeout() {
+        let mut s = Settings::load_from(
+            &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+            "test",
+        )
+        .unwrap();
+        s.delivery.timeout_ms = crate::settings::PositiveDuration::from_millis(1_000).unwrap();
+        s.smtp.timeout_ms = crate::settings::PositiveDuration::from_millis(30_000).unwrap();
+        let cfg = EngineConfig::from_settings(&s);
+        assert_eq!(
+            cfg.lease,
+            LeaseMs {
+                webhook: 5_000,
+                email: 92_000
+            }
+        );
+        // A slow SMTP server does not lengthen webhook claims, nor the
+        // time a webhook may wait in its endpoint's queue.
+        assert_eq!(cfg.queue_budget_ms(), 3_000.0);
+        s.delivery.timeout_ms = crate::settings::PositiveDuration::from_millis(15_000).unwrap();
+        s.smtp.timeout_ms = crate::settings::PositiveDuration::from_millis(1_000).unwrap();
+        assert_eq!(
+            EngineConfig::from_settings(&s).lease,
+            LeaseMs {
+                webhook: 47_000,
+                email: 5_000
+            }
+        );
+    }
+
+    #[test]
+    fn a_lease_covers_a_send_twice_its_wait_and_a_margin() {
+        assert_eq!(lease_ms(0), 2_000);
+        assert_eq!(lease_ms(10_000), 32_000);
+        assert_eq!(lease_ms(u64::MAX), i64::MAX);
+    }
 
     #[test]
     fn final_outcomes_are_counted_by_their_label_and_pending_ones_not() {

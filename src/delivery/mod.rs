@@ -4,6 +4,7 @@
 
 pub mod backlog;
 pub mod breaker;
+pub mod claims;
 pub mod decision;
 pub mod deliverer;
 pub mod disable;

@@ -19,14 +19,14 @@ use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job, Retire};
 use super::engine::EngineCtx;
 use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
-use crate::email::notifier::{EmailNotifier, SendEmail};
+use crate::email::notifier::{self, EmailNotifier, SendEmail};
 use crate::store::{Claimed, Outcome, StoreError};
 
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Tick;
 
-/// Stop claiming; drain the deliverers.
+/// Shutdown: drain the deliverers and the email notifier.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
@@ -185,6 +185,12 @@ async fn claim_round(c: Arc<EngineCtx>, panic: bool) -> Result<Round, StoreError
     if panic {
         panic!("injected scheduler panic");
     }
+    // Shutdown waits for this guard: every claim is in `c.claims` before
+    // it returns the held claims, and none is taken after it begins.
+    let guard = c.claiming.lock().await;
+    if c.stopping.load(Ordering::SeqCst) {
+        return Ok(Round::Idle);
+    }
     let in_flight = c.in_flight.load(Ordering::SeqCst);
     let capacity = c.cfg.max_in_flight.saturating_sub(in_flight);
     if capacity == 0 {
@@ -193,8 +199,7 @@ async fn claim_round(c: Arc<EngineCtx>, panic: bool) -> Result<Round, StoreError
     let shards = c.store.keys().shards() as usize;
     let per_shard = c.cfg.batch.min(capacity.div_ceil(shards)).max(1);
     let now = c.now_ms();
-    let claims =
-        (0..shards as u16).map(|shard| c.store.claim(shard, now, c.cfg.lease_ms, per_shard));
+    let claims = (0..shards as u16).map(|shard| c.store.claim(shard, now, c.cfg.lease, per_shard));
     let mut claimed = Vec::new();
     let mut first_error = None;
     for r in join_all(claims).await {
@@ -203,7 +208,9 @@ async fn claim_round(c: Arc<EngineCtx>, panic: bool) -> Result<Round, StoreError
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
+    c.claims.hold(&claimed, now);
     c.in_flight.fetch_add(claimed.len(), Ordering::SeqCst);
+    drop(guard);
     if claimed.is_empty() {
         return match first_error {
             Some(e) => Err(e),
@@ -282,6 +289,7 @@ impl Handler<Shutdown> for Scheduler {
         for (addr, _) in self.deliverers.values() {
             addr.do_send(Drain);
         }
+        self.notifier.do_send(notifier::Drain);
     }
 }
 

@@ -9,7 +9,15 @@
 //! Every claim is an atomic script with a lease, so with several replicas a
 //! digest or a notice is sent by one of them; if that one dies mid-send, the
 //! lease runs out and another sends it.
+//!
+//! Shutdown comes in two steps: [`Drain`] (no message starts any more; a
+//! delivery, digest or notice waiting for a connection is handed back
+//! unsent) and [`Close`] (messages still being sent are abandoned, digests
+//! and notices handed back, and the SMTP pool is dropped here, inside the
+//! engine's runtime, as lettre's pool requires; abandoned deliveries are
+//! handed back by the engine with its other claims).
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rand::Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use super::message::{DigestEmail, DigestEntry, EventEmail};
@@ -33,16 +41,45 @@ use crate::store::{Attempt, ClaimedDigest, ClaimedNotice, Outcome};
 /// Most digests or notices claimed per shard per poll.
 const CLAIM_MAX: usize = 16;
 
+/// Longest [`Close`] waits for abandoned sends to let go of the transport.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// An email delivery claimed by the scheduler.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendEmail(pub Job);
 
+/// Shutdown, first step: start no message; hand back deliveries waiting
+/// for a connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Shutdown, last step: abandon the messages being sent and drop the SMTP
+/// pool. Answers once the pool is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// Where the notifier is in its life; sends watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Nothing new starts.
+    Draining,
+    /// Sends under way are abandoned.
+    Closed,
+}
+
 pub struct EmailNotifier {
     ctx: Arc<EngineCtx>,
-    mailer: Rc<Mailer>,
+    /// The transport and templates; `None` once closed.
+    mailer: Option<Rc<Mailer>>,
     /// One permit per SMTP connection: bounds messages in flight.
     slots: Arc<Semaphore>,
+    /// Shutdown progress, seen by every send (they run as tasks of the
+    /// arbiter, not of this actor).
+    phase: watch::Sender<Phase>,
     /// A poll of the outbox and digests is under way.
     polling: bool,
 }
@@ -53,8 +90,9 @@ impl EmailNotifier {
         let slots = Arc::new(Semaphore::new(mailer.max_connections));
         Self {
             ctx,
-            mailer: Rc::new(mailer),
+            mailer: Some(Rc::new(mailer)),
             slots,
+            phase: watch::Sender::new(Phase::Running),
             polling: false,
         }
     }
@@ -63,13 +101,16 @@ impl EmailNotifier {
         if self.polling || self.ctx.stopping.load(Ordering::SeqCst) {
             return;
         }
+        let Some(mailer) = self.mailer.clone() else {
+            return;
+        };
         self.polling = true;
         let c = self.ctx.clone();
-        let mailer = self.mailer.clone();
         let slots = self.slots.clone();
+        let phase = self.phase.subscribe();
         let fut = async move {
             let now = c.now_ms();
-            let lease = c.cfg.lease_ms;
+            let lease = c.cfg.lease.email;
             // Claim no more than can start now: a claim waiting for a
             // connection would spend its lease.
             let mut budget = slots.available_permits();
@@ -97,6 +138,7 @@ impl EmailNotifier {
                                     c.clone(),
                                     mailer.clone(),
                                     slots.clone(),
+                                    phase.clone(),
                                     n,
                                 ));
                             }
@@ -121,6 +163,7 @@ impl EmailNotifier {
                                     c.clone(),
                                     mailer.clone(),
                                     slots.clone(),
+                                    phase.clone(),
                                     d,
                                 ));
                             }
@@ -157,20 +200,100 @@ impl Handler<SendEmail> for EmailNotifier {
     type Result = ();
 
     fn handle(&mut self, SendEmail(job): SendEmail, _: &mut Self::Context) {
+        let mailer = match &self.mailer {
+            Some(m) if *self.phase.borrow() == Phase::Running => m.clone(),
+            // Shutting down: back to the schedule, unsent.
+            _ => {
+                let c = self.ctx.clone();
+                actix::spawn(async move {
+                    let outcome = Outcome::Wait { due_ms: c.now_ms() };
+                    if let Err(e) = c.finish(&job.claimed, &outcome, None).await {
+                        tracing::warn!(delivery = %job.claimed.delivery_id, error = %e, "could not hand back an email delivery");
+                    }
+                    c.release(1);
+                });
+                return;
+            }
+        };
         // A task of the arbiter, not of this actor: it outlives a restart.
         actix::spawn(deliver(
             self.ctx.clone(),
-            self.mailer.clone(),
+            mailer,
             self.slots.clone(),
+            self.phase.subscribe(),
             job,
         ));
     }
 }
 
-/// Whether a message claimed at `claimed_at_ms` may still start: its lease
-/// must cover a whole send, or another replica may claim and send it too.
-fn lease_covers(c: &EngineCtx, mailer: &Mailer, claimed_at_ms: i64) -> bool {
-    claimed_at_ms + c.cfg.lease_ms - c.now_ms() >= mailer.timeout.as_millis() as i64 + 1_000
+impl Handler<Drain> for EmailNotifier {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) {
+        self.phase.send_if_modified(|p| {
+            let running = *p == Phase::Running;
+            if running {
+                *p = Phase::Draining;
+            }
+            running
+        });
+    }
+}
+
+impl Handler<Close> for EmailNotifier {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
+        self.phase.send_replace(Phase::Closed);
+        let mailer = self.mailer.take();
+        Box::pin(async move {
+            let Some(mailer) = mailer else { return };
+            // Abandoned sends end at their next poll; a store write under
+            // way is bounded by the store's timeout.
+            let until = Instant::now() + CLOSE_WAIT;
+            while Rc::strong_count(&mailer) > 1 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if Rc::strong_count(&mailer) > 1 {
+                tracing::warn!("email sends still hold the SMTP pool at shutdown");
+            }
+            // The last handle: the pool shuts down here, in the runtime.
+            drop(mailer);
+        })
+    }
+}
+
+/// Whether a message whose lease runs out at `lease_until_ms` may still
+/// start: its lease must cover a whole send, or another replica may claim
+/// and send it too.
+fn lease_covers(c: &EngineCtx, mailer: &Mailer, lease_until_ms: i64) -> bool {
+    lease_until_ms - c.now_ms() >= mailer.timeout.as_millis() as i64 + 1_000
+}
+
+/// A connection slot, or `None` once the notifier drains: then nothing new
+/// starts.
+async fn slot<'a>(
+    slots: &'a Semaphore,
+    phase: &mut watch::Receiver<Phase>,
+) -> Option<SemaphorePermit<'a>> {
+    tokio::select! {
+        biased;
+        _ = phase.wait_for(|p| *p != Phase::Running) => None,
+        permit = slots.acquire() => permit.ok(),
+    }
+}
+
+/// Runs `send` to its end, or `None` when the notifier closes first (the
+/// send is abandoned; the stopping process hands its claim back).
+async fn unless_closed<T>(
+    phase: &mut watch::Receiver<Phase>,
+    send: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = phase.wait_for(|p| *p == Phase::Closed) => None,
+        done = send => Some(done),
+    }
 }
 
 /// Sends (the caller holds a connection slot), timed.
@@ -232,7 +355,13 @@ fn attempt_of(r: &SmtpResult, started_ms: i64, duration_ms: u64, outcome: &Outco
 }
 
 /// One claimed delivery of an email subscription: into the digest, or sent.
-async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, job: Job) {
+async fn deliver(
+    c: Arc<EngineCtx>,
+    mailer: Rc<Mailer>,
+    slots: Arc<Semaphore>,
+    mut phase: watch::Receiver<Phase>,
+    job: Job,
+) {
     let Channel::Email { address, digest } = &job.sub.channel else {
         c.release(1);
         return;
@@ -240,20 +369,25 @@ async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, j
     let claimed = &job.claimed;
     let now = c.now_ms();
     if let Some(due) = digest.period_end(now) {
-        if let Err(e) = c
+        match c
             .store
             .hold_for_digest(claimed, due, mailer.digest_max_events, now)
             .await
         {
-            tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not hold a delivery for its digest");
+            Ok(_) => c.claims.let_go(claimed),
+            Err(e) => {
+                tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not hold a delivery for its digest")
+            }
         }
         c.release(1);
         return;
     }
-    let _slot = slots.acquire().await;
+    let slot = slot(&slots, &mut phase).await;
     let now = c.now_ms();
-    // Never start a message the claim's lease cannot cover.
-    let (outcome, attempt) = if !lease_covers(&c, &mailer, claimed.claimed_at_ms) {
+    // Never start a message the claim's lease cannot cover, nor one while
+    // shutting down.
+    let (outcome, attempt) = if slot.is_none() || !lease_covers(&c, &mailer, claimed.lease_until_ms)
+    {
         (Outcome::Wait { due_ms: now }, None)
     } else {
         let message = mailer.composer.event(&EventEmail {
@@ -274,12 +408,17 @@ async fn deliver(c: Arc<EngineCtx>, mailer: Rc<Mailer>, slots: Arc<Semaphore>, j
                 None,
             ),
             Ok(message) => {
-                let (outcome, attempt) =
-                    attempt(&c, &mailer, "event", message, claimed.attempts).await;
+                let send = attempt(&c, &mailer, "event", message, claimed.attempts);
+                let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
+                    // Abandoned: still claimed, handed back as the process stops.
+                    c.release(1);
+                    return;
+                };
                 (outcome, Some(attempt))
             }
         }
     };
+    drop(slot);
     match c.finish(claimed, &outcome, attempt.as_ref()).await {
         Ok(_) => {}
         Err(e) => {
@@ -295,6 +434,7 @@ async fn send_digest(
     c: Arc<EngineCtx>,
     mailer: Rc<Mailer>,
     slots: Arc<Semaphore>,
+    mut phase: watch::Receiver<Phase>,
     d: ClaimedDigest,
 ) {
     let sub = c.registry.get(d.shard, &d.subscription_id).await;
@@ -361,13 +501,17 @@ async fn send_digest(
                     None,
                 ),
                 Ok(message) => {
-                    let _slot = slots.acquire().await;
-                    if !lease_covers(&c, &mailer, d.claimed_at_ms) {
+                    let Some(_slot) = slot(&slots, &mut phase).await else {
+                        return hand_back_digest(&c, &d).await;
+                    };
+                    if !lease_covers(&c, &mailer, d.lease_until_ms) {
                         // Claimed again when the lease runs out.
                         return;
                     }
-                    let (outcome, attempt) =
-                        attempt(&c, &mailer, "digest", message, d.attempts).await;
+                    let send = attempt(&c, &mailer, "digest", message, d.attempts);
+                    let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
+                        return hand_back_digest(&c, &d).await;
+                    };
                     (outcome, Some(attempt))
                 }
             }
@@ -382,11 +526,28 @@ async fn send_digest(
     }
 }
 
+/// A digest not sent because the notifier is shutting down: due again now,
+/// no attempt spent.
+async fn hand_back_digest(c: &EngineCtx, d: &ClaimedDigest) {
+    if let Err(e) = c.store.release_digest(d, c.now_ms()).await {
+        tracing::warn!(subscription = %d.subscription_id, error = %e, "could not hand back a digest; it is sent when its lease runs out");
+    }
+}
+
+/// A notice not sent because the notifier is shutting down: due again now,
+/// no attempt spent.
+async fn hand_back_notice(c: &EngineCtx, n: &ClaimedNotice) {
+    if let Err(e) = c.store.release_notice(n, c.now_ms()).await {
+        tracing::warn!(notice = %n.notice.id, error = %e, "could not hand back a notice; it is sent when its lease runs out");
+    }
+}
+
 /// One operational notice, to the account's contact address.
 async fn send_notice(
     c: Arc<EngineCtx>,
     mailer: Rc<Mailer>,
     slots: Arc<Semaphore>,
+    mut phase: watch::Receiver<Phase>,
     n: ClaimedNotice,
 ) {
     let id: Uuid = n.notice.id;
@@ -412,11 +573,15 @@ async fn send_notice(
             return;
         }
     };
-    let slot = slots.acquire().await;
-    if !lease_covers(&c, &mailer, n.claimed_at_ms) {
+    let Some(slot) = slot(&slots, &mut phase).await else {
+        return hand_back_notice(&c, &n).await;
+    };
+    if !lease_covers(&c, &mailer, n.lease_until_ms) {
         return; // claimed again when the lease runs out
     }
-    let (r, _, _) = send_timed(&mailer, message).await;
+    let Some((r, _, _)) = unless_closed(&mut phase, send_timed(&mailer, message)).await else {
+        return hand_back_notice(&c, &n).await;
+    };
     drop(slot);
     count("notice", &r);
     let unit: f64 = rand::thread_rng().gen();

@@ -15,8 +15,9 @@ const SCAN_FACTOR: usize = 20;
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub shard: u16,
-    /// When the claim (and its lease) began, ms.
-    pub claimed_at_ms: i64,
+    /// When the claim's lease runs out, ms: past it the delivery may be
+    /// claimed again.
+    pub lease_until_ms: i64,
     pub delivery_id: Uuid,
     /// Fencing token: only the latest claim may record the outcome.
     pub token: String,
@@ -28,6 +29,35 @@ pub struct Claimed {
     pub occurred_at_ms: i64,
     /// The event payload's JSON text.
     pub payload: String,
+}
+
+impl Claimed {
+    /// What identifies the claim, to hand it back.
+    pub fn claim_ref(&self) -> ClaimRef {
+        ClaimRef {
+            shard: self.shard,
+            delivery_id: self.delivery_id,
+            token: self.token.clone(),
+            lease_until_ms: self.lease_until_ms,
+        }
+    }
+}
+
+/// A claim without its work: enough to hand it back with [`Store::release`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRef {
+    pub shard: u16,
+    pub delivery_id: Uuid,
+    /// The claim's fencing token.
+    pub token: String,
+    pub lease_until_ms: i64,
+}
+
+/// How long a claim holds a delivery, by the subscription's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseMs {
+    pub webhook: i64,
+    pub email: i64,
 }
 
 /// One attempt, as shown in a delivery's history.
@@ -146,41 +176,70 @@ pub enum Requeued {
 }
 
 impl Store {
-    /// Claims up to `max` due deliveries of `shard` for `lease_ms`.
+    /// Claims up to `max` due deliveries of `shard`, each leased for as
+    /// long as `lease` gives its subscription's channel.
     pub async fn claim(
         &self,
         shard: u16,
         now_ms: i64,
-        lease_ms: i64,
+        lease: LeaseMs,
         max: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut inv = self.scripts.claim.key(self.keys.schedule(shard));
         inv.key(self.keys.leases(shard))
             .arg(self.keys.shard_base(shard))
             .arg(now_ms)
-            .arg(lease_ms)
+            .arg(lease.webhook)
+            .arg(lease.email)
             .arg(max);
         let mut conn = self.conn();
         let flat: Vec<String> = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
         let bad = |what: &str| StoreError::Internal(format!("claim reply: bad {what}"));
-        flat.chunks_exact(8)
+        flat.chunks_exact(9)
             .map(|c| {
                 Ok(Claimed {
                     shard,
-                    claimed_at_ms: now_ms,
                     delivery_id: Uuid::parse_str(&c[0]).map_err(|_| bad("delivery id"))?,
                     token: c[1].clone(),
-                    event_id: Uuid::parse_str(&c[2]).map_err(|_| bad("event id"))?,
-                    subscription_id: Uuid::parse_str(&c[3]).map_err(|_| bad("subscription id"))?,
-                    attempts: c[4].parse().map_err(|_| bad("attempts"))?,
-                    event_type: c[5].clone(),
-                    occurred_at_ms: c[6].parse().map_err(|_| bad("occurred_at"))?,
-                    payload: c[7].clone(),
+                    lease_until_ms: c[2].parse().map_err(|_| bad("lease deadline"))?,
+                    event_id: Uuid::parse_str(&c[3]).map_err(|_| bad("event id"))?,
+                    subscription_id: Uuid::parse_str(&c[4]).map_err(|_| bad("subscription id"))?,
+                    attempts: c[5].parse().map_err(|_| bad("attempts"))?,
+                    event_type: c[6].clone(),
+                    occurred_at_ms: c[7].parse().map_err(|_| bad("occurred_at"))?,
+                    payload: c[8].clone(),
                 })
             })
             .collect()
+    }
+
+    /// Hands claims back: each delivery still leased under its claim's
+    /// token goes back to the schedule, due at `now_ms`, no attempt spent.
+    /// Claims already finished or superseded are left alone. Returns how
+    /// many deliveries went back.
+    pub async fn release(&self, claims: &[ClaimRef], now_ms: i64) -> Result<u64, StoreError> {
+        let mut by_shard: HashMap<u16, Vec<&ClaimRef>> = HashMap::new();
+        for c in claims {
+            by_shard.entry(c.shard).or_default().push(c);
+        }
+        let mut released = 0;
+        for (shard, claims) in by_shard {
+            let mut inv = self.scripts.release.key(self.keys.schedule(shard));
+            inv.key(self.keys.leases(shard))
+                .arg(self.keys.shard_base(shard))
+                .arg(now_ms);
+            for c in claims {
+                inv.arg(c.delivery_id.to_string()).arg(&c.token);
+            }
+            let mut conn = self.conn();
+            let n: u64 = self
+                .run(async move { inv.invoke_async(&mut conn).await })
+                .await?;
+            released += n;
+        }
+        Ok(released)
     }
 
     /// Records the outcome of a claim; false when the claim was superseded.

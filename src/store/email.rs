@@ -10,8 +10,9 @@ use crate::domain::notice::Notice;
 #[derive(Debug, Clone)]
 pub struct ClaimedNotice {
     pub shard: u16,
-    /// When the claim (and its lease) began, ms.
-    pub claimed_at_ms: i64,
+    /// When the claim's lease runs out, ms (the notice's score in the
+    /// outbox while it is claimed).
+    pub lease_until_ms: i64,
     pub notice: Notice,
     /// Attempts including this one.
     pub attempts: u32,
@@ -21,8 +22,8 @@ pub struct ClaimedNotice {
 #[derive(Debug, Clone)]
 pub struct ClaimedDigest {
     pub shard: u16,
-    /// When the claim (and its lease) began, ms.
-    pub claimed_at_ms: i64,
+    /// When the claim's lease runs out, ms.
+    pub lease_until_ms: i64,
     pub subscription_id: Uuid,
     pub token: String,
     /// Attempts made before this one.
@@ -125,7 +126,7 @@ impl Store {
             match serde_json::from_str::<Notice>(&c[1]) {
                 Ok(notice) => out.push(ClaimedNotice {
                     shard,
-                    claimed_at_ms: now_ms,
+                    lease_until_ms: now_ms + lease_ms,
                     notice,
                     attempts: c[2].parse().unwrap_or(1),
                 }),
@@ -160,6 +161,29 @@ impl Store {
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
         Ok(())
+    }
+
+    /// Hands a claimed notice back unsent: due at `now_ms`, its claim's
+    /// attempt not counted. False when the notice is no longer under this
+    /// claim's lease.
+    pub async fn release_notice(
+        &self,
+        claimed: &ClaimedNotice,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self
+            .scripts
+            .outbox_release
+            .key(self.keys.outbox(claimed.shard));
+        inv.arg(self.keys.shard_base(claimed.shard))
+            .arg(claimed.notice.id.to_string())
+            .arg(claimed.lease_until_ms)
+            .arg(now_ms);
+        let mut conn = self.conn();
+        let released: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(released == 1)
     }
 
     /// Moves a claimed delivery of a digest subscription into the
@@ -235,7 +259,7 @@ impl Store {
                     .collect();
                 Ok(ClaimedDigest {
                     shard,
-                    claimed_at_ms: now_ms,
+                    lease_until_ms: now_ms + lease_ms,
                     subscription_id: Uuid::parse_str(&c[0]).map_err(|_| bad("subscription"))?,
                     token: c[1].clone(),
                     attempts: c[2].parse().map_err(|_| bad("attempts"))?,
@@ -247,6 +271,28 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Hands a claimed digest back unsent: due at `now_ms`, no attempt
+    /// spent, the claim fenced off. False when the claim was superseded.
+    pub async fn release_digest(
+        &self,
+        claimed: &ClaimedDigest,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self
+            .scripts
+            .digest_release
+            .key(self.keys.digests_sending(claimed.shard));
+        inv.arg(self.keys.shard_base(claimed.shard))
+            .arg(claimed.subscription_id.to_string())
+            .arg(&claimed.token)
+            .arg(now_ms);
+        let mut conn = self.conn();
+        let released: i64 = self
+            .run(async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(released == 1)
     }
 
     /// Records the outcome of sending a digest on each of its deliveries

@@ -24,7 +24,9 @@ use crate::secrets::SecretBox;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
-pub use deliveries::{Attempt, Claimed, DeliveryRecord, Outcome, Replayed, Requeued};
+pub use deliveries::{
+    Attempt, ClaimRef, Claimed, DeliveryRecord, LeaseMs, Outcome, Replayed, Requeued,
+};
 pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};
 pub use events::{EventFilter, EventRecord, IngestOutcome};
@@ -81,18 +83,21 @@ struct Scripts {
     put_subscription: Script,
     claim: Script,
     reclaim: Script,
+    release: Script,
     finish: Script,
     requeue: Script,
     replay: Script,
     notice: Script,
     outbox_claim: Script,
     outbox_done: Script,
+    outbox_release: Script,
     digest_hold: Script,
     digest_claim: Script,
     digest_finish: Script,
     endpoint_record: Script,
     endpoint_probe: Script,
     rate: Script,
+    digest_release: Script,
 }
 
 /// Functions several scripts share, prepended to them.
@@ -110,12 +115,14 @@ impl Scripts {
             put_subscription: with_common(include_str!("lua/put_subscription.lua")),
             claim: with_common(include_str!("lua/claim.lua")),
             reclaim: with_common(include_str!("lua/reclaim.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
             finish: with_common(include_str!("lua/finish.lua")),
             requeue: with_common(include_str!("lua/requeue.lua")),
             replay: with_common(include_str!("lua/replay.lua")),
             notice: with_common(include_str!("lua/notice.lua")),
             outbox_claim: Script::new(include_str!("lua/outbox_claim.lua")),
             outbox_done: Script::new(include_str!("lua/outbox_done.lua")),
+            outbox_release: Script::new(include_str!("lua/outbox_release.lua")),
             digest_hold: Script::new(include_str!("lua/digest_hold.lua")),
             digest_claim: Script::new(include_str!("lua/digest_claim.lua")),
             digest_finish: with_common(include_str!("lua/digest_finish.lua")),
@@ -128,6 +135,7 @@ impl Scripts {
                 include_str!("lua/endpoint_probe.lua")
             )),
             rate: Script::new(include_str!("lua/rate.lua")),
+            digest_release: Script::new(include_str!("lua/digest_release.lua")),
         }
     }
 }

@@ -1,32 +1,48 @@
 //! Crash safety with real processes: `courier serve` runs as a child, is
 //! killed with SIGKILL (or stopped with SIGTERM) while deliveries are in
-//! flight, and another one finishes the work.
+//! flight, and another one finishes the work. After a SIGTERM nothing may
+//! stay claimed; every process's output is captured and must show no panic.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::fs::OpenOptions;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{courier_command, free_port, ADMIN_KEY};
+use courier::store::Keys;
+
+use crate::helpers::{courier_command, free_port, redis_url, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
+use crate::smtp::SmtpServer;
 
 struct Courier {
     child: Child,
     base: String,
+    /// Everything the process wrote to stdout and stderr, so a test can
+    /// check it never panicked.
+    output: tempfile::NamedTempFile,
 }
 
 impl Courier {
     async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, &[]).await
+    }
+
+    /// Starts `courier serve` with further `COURIER__…` overrides.
+    async fn start_with(prefix: &str, settings: &[(&str, &str)]) -> Self {
         let port = free_port();
+        let output = tempfile::NamedTempFile::new().unwrap();
+        let append = || OpenOptions::new().append(true).open(output.path()).unwrap();
         let child = courier_command("serve")
             .env("COURIER__REDIS__KEY_PREFIX", prefix)
             .env("COURIER__SERVER__PORT", port.to_string())
             .env("COURIER__DELIVERY__TIMEOUT_MS", "1000")
             .env("COURIER__DELIVERY__ENDPOINT_CONCURRENCY", "4")
             .env("COURIER__SERVER__SHUTDOWN_TIMEOUT_SECS", "5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .envs(settings.iter().copied())
+            .stdout(append())
+            .stderr(append())
             .spawn()
             .expect("courier binary starts");
         let base = format!("http://127.0.0.1:{port}");
@@ -41,7 +57,11 @@ impl Courier {
             assert!(Instant::now() < until, "courier did not become ready");
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { child, base }
+        Self {
+            child,
+            base,
+            output,
+        }
     }
 
     async fn post(&self, path: &str, key: &str, body: &Value) -> Value {
@@ -53,6 +73,47 @@ impl Courier {
             .unwrap();
         res.json().await.unwrap()
     }
+
+    /// What the process has written so far.
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.output.path()).unwrap_or_default()
+    }
+
+    fn assert_no_panic(&self) {
+        let out = self.output();
+        assert!(!out.contains("panicked"), "courier panicked:\n{out}");
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.assert_no_panic();
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    async fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return exit;
+            }
+            assert!(Instant::now() < until, "courier did not stop after SIGTERM");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops with SIGTERM and checks that the process exited cleanly.
+    async fn stop(mut self) {
+        let exit = self.terminate().await;
+        assert!(exit.success(), "exit status {exit:?}\n{}", self.output());
+        self.assert_no_panic();
+    }
 }
 
 impl Drop for Courier {
@@ -62,24 +123,36 @@ impl Drop for Courier {
     }
 }
 
-/// Creates an account subscribed to `url` and ingests `n` events; returns
-/// the event ids.
-async fn setup_and_ingest(c: &Courier, url: &str, n: usize) -> HashSet<String> {
+/// Creates an account whose operational email goes to `contact`; returns
+/// (account id, API key).
+async fn create_account(c: &Courier, contact: &str) -> (String, String) {
     let acc = c
         .post(
             "/v1/accounts",
             ADMIN_KEY,
-            &json!({"name": "A", "contact_email": "a@b.example"}),
+            &json!({"name": "A", "contact_email": contact}),
         )
         .await;
-    let key = acc["api_key"].as_str().unwrap().to_owned();
-    let account = acc["account"]["id"].as_str().unwrap().to_owned();
-    c.post(
-        "/v1/subscriptions",
-        &key,
-        &json!({"event_types": ["*"], "channel": {"type": "webhook", "url": url}}),
+    (
+        acc["account"]["id"].as_str().unwrap().to_owned(),
+        acc["api_key"].as_str().unwrap().to_owned(),
     )
-    .await;
+}
+
+/// Subscribes the account of `key` to every event type through `channel`.
+async fn subscribe(c: &Courier, key: &str, channel: Value) {
+    let r = c
+        .post(
+            "/v1/subscriptions",
+            key,
+            &json!({"event_types": ["*"], "channel": channel}),
+        )
+        .await;
+    assert!(r["id"].is_string(), "{r}");
+}
+
+/// Ingests `n` events for `account`; returns their ids.
+async fn ingest(c: &Courier, account: &str, n: usize) -> HashSet<String> {
     let mut ids = HashSet::new();
     for chunk in 0..n.div_ceil(100) {
         let events: Vec<Value> = (0..100.min(n - chunk * 100))
@@ -94,6 +167,107 @@ async fn setup_and_ingest(c: &Courier, url: &str, n: usize) -> HashSet<String> {
         }
     }
     ids
+}
+
+/// Creates an account subscribed to `url` and ingests `n` events; returns
+/// the event ids.
+async fn setup_and_ingest(c: &Courier, url: &str, n: usize) -> HashSet<String> {
+    let (account, key) = create_account(c, "a@b.example").await;
+    subscribe(c, &key, json!({"type": "webhook", "url": url})).await;
+    ingest(c, &account, n).await
+}
+
+/// courier's Redis data under one prefix, read straight from Redis.
+struct Data {
+    conn: redis::Connection,
+    keys: Keys,
+}
+
+impl Data {
+    fn of(prefix: &str) -> Self {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let shards: u16 = redis::cmd("HGET")
+            .arg(Keys::new(prefix, 1).meta())
+            .arg("shards")
+            .query(&mut conn)
+            .unwrap();
+        Self {
+            conn,
+            keys: Keys::new(prefix, shards),
+        }
+    }
+
+    /// A sorted set's members and their scores.
+    fn scored(&mut self, key: &str) -> HashMap<String, i64> {
+        let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut self.conn)
+            .unwrap();
+        members.into_iter().map(|(m, s)| (m, s as i64)).collect()
+    }
+
+    /// Members and scores of one per-shard sorted set over all shards.
+    fn scored_in_every_shard(
+        &mut self,
+        key: impl Fn(&Keys, u16) -> String,
+    ) -> HashMap<String, i64> {
+        let mut all = HashMap::new();
+        for shard in 0..self.keys.shards() {
+            let k = key(&self.keys, shard);
+            all.extend(self.scored(&k));
+        }
+        all
+    }
+
+    fn hget(&mut self, key: &str, field: &str) -> Option<String> {
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query(&mut self.conn)
+            .unwrap()
+    }
+}
+
+/// The delivery queues under `prefix`.
+struct Queues {
+    /// Deliveries under a lease (claimed by some process).
+    leased: Vec<String>,
+    /// Deliveries in the schedule and when they are due (ms).
+    due: HashMap<String, i64>,
+    /// Every delivery record.
+    deliveries: HashMap<String, HashMap<String, String>>,
+}
+
+fn queues(prefix: &str) -> Queues {
+    let mut data = Data::of(prefix);
+    let leased = data.scored_in_every_shard(Keys::leases);
+    let due = data.scored_in_every_shard(Keys::schedule);
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:dlv:*"))
+        .query(&mut data.conn)
+        .unwrap();
+    let mut deliveries = HashMap::new();
+    for key in records.iter().filter(|k| !k.ends_with(":attempts")) {
+        let id = key.rsplit(':').next().unwrap().to_owned();
+        let record: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(key)
+            .query(&mut data.conn)
+            .unwrap();
+        deliveries.insert(id, record);
+    }
+    Queues {
+        leased: leased.into_keys().collect(),
+        due,
+        deliveries,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Waits until every event reached `path`; checks that duplicates, if any,
@@ -143,15 +317,15 @@ async fn a_killed_courier_loses_nothing() {
     let events = setup_and_ingest(&first, &rx.url("/crash"), 300).await;
     rx.wait_for("/crash", 30, Duration::from_secs(20)).await;
     let mut first = first;
-    first.child.kill().unwrap(); // SIGKILL, mid-flight
-    first.child.wait().unwrap();
+    first.kill(); // mid-flight
     let at_kill = rx.received("/crash").len();
     assert!(at_kill < 300, "everything was delivered before the kill");
 
-    let _second = Courier::start(&prefix).await;
+    let second = Courier::start(&prefix).await;
     let (requests, duplicates) =
         all_delivered(&rx, "/crash", &events, Duration::from_secs(60)).await;
     println!("crash test: 300 events, {at_kill} requests before SIGKILL, {requests} requests in all, {duplicates} duplicates (same webhook-id)");
+    second.stop().await;
     crate::helpers::cleanup_prefix(&prefix);
 }
 
@@ -166,27 +340,191 @@ async fn sigterm_hands_back_work_and_exits_cleanly() {
     let mut first = Courier::start(&prefix).await;
     let events = setup_and_ingest(&first, &rx.url("/term"), 100).await;
     rx.wait_for("/term", 5, Duration::from_secs(20)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &first.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let until = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = first.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < until, "courier did not stop after SIGTERM");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = first.terminate().await;
     assert!(exit.success(), "exit status {exit:?}");
+    let leased = queues(&prefix).leased;
+    assert!(
+        leased.is_empty(),
+        "the stopped process left claims leased: {leased:?}"
+    );
+    first.assert_no_panic();
     let before = rx.received("/term").len();
     assert!(before < 100);
 
-    let _second = Courier::start(&prefix).await;
+    let second = Courier::start(&prefix).await;
     let (_, duplicates) = all_delivered(&rx, "/term", &events, Duration::from_secs(60)).await;
     // In-flight requests were finished and recorded before exit, queued ones
     // handed back: nothing was sent twice.
     assert_eq!(duplicates, 0);
+    second.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+}
+
+#[actix_web::test]
+async fn sigterm_returns_every_claim_due_now_without_spending_an_attempt() {
+    // Both channels hold their deliveries far beyond the grace period.
+    let rx = Receiver::start().await;
+    rx.default_reply("/held", Reply::status(200).delayed(Duration::from_secs(60)));
+    let smtp = SmtpServer::start();
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let smtp_url = smtp.url();
+    let mut first = Courier::start_with(
+        &prefix,
+        &[
+            ("COURIER__DELIVERY__TIMEOUT_MS", "30000"),
+            ("COURIER__SMTP__URL", &smtp_url),
+            ("COURIER__SMTP__TIMEOUT_MS", "30000"),
+            ("COURIER__SERVER__SHUTDOWN_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let (account, key) = create_account(&first, "a@b.example").await;
+    subscribe(
+        &first,
+        &key,
+        json!({"type": "webhook", "url": rx.url("/held")}),
+    )
+    .await;
+    subscribe(
+        &first,
+        &key,
+        json!({"type": "email", "address": "slow@acme.example"}),
+    )
+    .await;
+    ingest(&first, &account, 50).await;
+    // Every delivery claimed: some being sent, the rest queued behind them.
+    let until = Instant::now() + Duration::from_secs(20);
+    while queues(&prefix).leased.len() < 100 {
+        assert!(
+            Instant::now() < until,
+            "the deliveries were not all claimed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    rx.wait_for("/held", 4, Duration::from_secs(20)).await;
+
+    let exit = first.terminate().await;
+    let exited_ms = now_ms();
+    assert!(exit.success(), "exit status {exit:?}\n{}", first.output());
+    first.assert_no_panic();
+
+    let q = queues(&prefix);
+    assert_eq!(q.deliveries.len(), 100);
+    assert!(
+        q.leased.is_empty(),
+        "{} deliveries still leased by the stopped process",
+        q.leased.len()
+    );
+    for (id, d) in &q.deliveries {
+        assert_eq!(d["status"], "pending", "delivery {id}: {d:?}");
+        let attempts = d.get("attempts").map_or("0", String::as_str);
+        assert_eq!(attempts, "0", "delivery {id} spent an attempt: {d:?}");
+        let due = q.due.get(id).copied();
+        assert!(
+            due.is_some_and(|due| due <= exited_ms),
+            "delivery {id} is not due now (due {due:?}, exit at {exited_ms})"
+        );
+    }
+    crate::helpers::cleanup_prefix(&prefix);
+}
+
+#[actix_web::test]
+async fn sigterm_returns_digests_and_notices_being_emailed_due_now() {
+    // The SMTP server holds every message to slow@ far beyond the grace period.
+    let smtp = SmtpServer::start();
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let smtp_url = smtp.url();
+    let mut first = Courier::start_with(
+        &prefix,
+        &[
+            ("COURIER__SMTP__URL", &smtp_url),
+            ("COURIER__SMTP__TIMEOUT_MS", "30000"),
+            ("COURIER__SERVER__SHUTDOWN_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let (account, key) = create_account(&first, "slow@acme.example").await;
+    subscribe(
+        &first,
+        &key,
+        json!({"type": "email", "address": "slow@acme.example", "digest": "hourly"}),
+    )
+    .await;
+    ingest(&first, &account, 1).await;
+    let mut data = Data::of(&prefix);
+    let account_id = uuid::Uuid::parse_str(&account).unwrap();
+    let shard = data.keys.shard_of(&account_id);
+    let digests = data.keys.digests(shard);
+    // The event waits in the subscription's open digest; its period ends now.
+    let until = Instant::now() + Duration::from_secs(20);
+    let sub = loop {
+        if let Some(sub) = data.scored(&digests).into_keys().next() {
+            break sub;
+        }
+        assert!(
+            Instant::now() < until,
+            "the event was not held for a digest"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&digests)
+        .arg(0)
+        .arg(&sub)
+        .query(&mut data.conn)
+        .unwrap();
+    // And a notice: the API key rotated.
+    let rotated = first.post("/v1/api-keys/rotate", &key, &json!({})).await;
+    assert!(rotated["api_key"].is_string(), "{rotated}");
+    // Both claimed: pushed back by their leases while they are sent.
+    let (outbox, sending) = (data.keys.outbox(shard), data.keys.digests_sending(shard));
+    let until = Instant::now() + Duration::from_secs(20);
+    let notice = loop {
+        let now = now_ms();
+        let notices = data.scored(&outbox);
+        let digest_due = data.scored(&sending).get(&sub).copied();
+        if let (Some((notice, due)), Some(digest_due)) = (notices.into_iter().next(), digest_due) {
+            if due > now && digest_due > now {
+                break notice;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the digest and the notice were not claimed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let exit = first.terminate().await;
+    let exited_ms = now_ms();
+    assert!(exit.success(), "exit status {exit:?}\n{}", first.output());
+    first.assert_no_panic();
+
+    let digest_due = data.scored(&sending).get(&sub).copied();
+    assert!(
+        digest_due.is_some_and(|due| due <= exited_ms),
+        "the digest is not due now (due {digest_due:?}, exit at {exited_ms})"
+    );
+    let digest = data
+        .keys
+        .digest(&account_id, &uuid::Uuid::parse_str(&sub).unwrap());
+    let digest_attempts = data.hget(&format!("{digest}:sending:meta"), "attempts");
+    assert_eq!(
+        digest_attempts.as_deref(),
+        Some("0"),
+        "the digest spent an attempt"
+    );
+    let notice_due = data.scored(&outbox).get(&notice).copied();
+    assert!(
+        notice_due.is_some_and(|due| due <= exited_ms),
+        "the notice is not due now (due {notice_due:?}, exit at {exited_ms})"
+    );
+    let notice_id = uuid::Uuid::parse_str(&notice).unwrap();
+    let notice_attempts = data.hget(&data.keys.notice(shard, &notice_id), "attempts");
+    assert_eq!(
+        notice_attempts.as_deref(),
+        Some("0"),
+        "the notice spent an attempt"
+    );
     crate::helpers::cleanup_prefix(&prefix);
 }

@@ -40,6 +40,14 @@ pub fn test_settings() -> Settings {
     s
 }
 
+/// A store on `settings`' Redis, for tests that drive the scripts directly.
+pub async fn connect_store(settings: &Settings) -> courier::store::Store {
+    let target = courier::store::RedisTarget::from_settings(&settings.redis).unwrap();
+    courier::store::Store::connect(settings, &target)
+        .await
+        .expect("redis is reachable")
+}
+
 /// A running courier.
 pub struct TestApp {
     pub address: String,

@@ -7,16 +7,13 @@ use courier::delivery::ratelimit::Gcra;
 use courier::store::{Store, ENDPOINT_TTL_MS};
 use uuid::Uuid;
 
-use crate::helpers::{cleanup_prefix, test_settings};
+use crate::helpers::{cleanup_prefix, connect_store, test_settings};
 
 /// A store of its own under a fresh prefix (removed by `Cleanup`).
 async fn store() -> (Store, Cleanup) {
     let settings = test_settings();
     let prefix = settings.redis.key_prefix.clone();
-    let target = courier::store::RedisTarget::from_settings(&settings.redis).unwrap();
-    let store = Store::connect(&settings, &target)
-        .await
-        .expect("redis is reachable");
+    let store = connect_store(&settings).await;
     (store, Cleanup(prefix))
 }
 

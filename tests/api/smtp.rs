@@ -1,7 +1,8 @@
 //! A real SMTP server for a test: aiosmtpd (Debian's python3-aiosmtpd) on a
 //! free loopback port with the handler in `tests/smtp/`, writing every
 //! accepted message to a maildir of the test's own; recipients starting
-//! with `reject` get 550, with `busy` 451. Stopped when dropped.
+//! with `reject` get 550, with `busy` 451, with `slow` an answer only after
+//! a minute. Stopped when dropped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

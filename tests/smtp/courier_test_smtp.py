@@ -1,11 +1,14 @@
 """The SMTP server of courier's tests: aiosmtpd's Mailbox handler (every
 accepted message becomes a file in a maildir), which refuses recipients
 whose local part starts with `reject` (550, permanent) or `busy` (451,
-temporary), so tests can see both kinds of SMTP failure.
+temporary), so tests can see both kinds of SMTP failure, and holds
+recipients starting with `slow` for a minute (a message in flight).
 
 Run: PYTHONPATH=tests/smtp python3 -m aiosmtpd -n -l 127.0.0.1:PORT \
        -c courier_test_smtp.Handler MAILDIR
 """
+
+import asyncio
 
 from aiosmtpd.handlers import Mailbox
 
@@ -17,5 +20,7 @@ class Handler(Mailbox):
             return "550 5.1.1 <%s>: mailbox unavailable" % address
         if local.startswith("busy"):
             return "451 4.3.0 <%s>: try again later" % address
+        if local.startswith("slow"):
+            await asyncio.sleep(60)
         envelope.rcpt_tos.append(address)
         return "250 OK"

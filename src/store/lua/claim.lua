@@ -1,14 +1,32 @@
 -- Claims due deliveries of one shard: moves them from the schedule to the
 -- leases (score = lease deadline) and returns what a deliverer needs.
 -- Expired leases (a courier process died mid-delivery) go back to the
--- schedule first, so the work is never lost.
+-- schedule first, so the work is never lost. The lease depends on the
+-- subscription's channel: a webhook request and an email have timeouts of
+-- their own.
 -- KEYS[1]  the shard's schedule      KEYS[2]  the shard's leases
--- ARGV     base, now_ms, lease_ms, max
--- Returns  a flat list, 8 values per claimed delivery: delivery id, claim
---          token, event id, subscription id, attempts made, event type,
---          occurred_at, payload
-local base, now, lease, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- ARGV     base, now_ms, webhook lease ms, email lease ms, max
+-- Returns  a flat list, 9 values per claimed delivery: delivery id, claim
+--          token, lease deadline ms, event id, subscription id, attempts
+--          made, event type, occurred_at, payload
+local base, now = ARGV[1], tonumber(ARGV[2])
+local webhook_lease, email_lease, max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 reclaim_expired(KEYS[1], KEYS[2], now)
+-- The lease of each subscription's deliveries, read once per subscription.
+local leases = {}
+local function lease_of(sid)
+  if not leases[sid] then
+    local data = redis.call('HGET', base .. 'sub:' .. sid, 'data')
+    local ok, sub = pcall(cjson.decode, data or '')
+    if ok and type(sub) == 'table' and type(sub.channel) == 'table' and sub.channel.type == 'email' then
+      leases[sid] = email_lease
+    else
+      -- A webhook, or a subscription gone (the delivery is dropped at once).
+      leases[sid] = webhook_lease
+    end
+  end
+  return leases[sid]
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max)
 local out = {}
 for _, did in ipairs(due) do
@@ -19,16 +37,18 @@ for _, did in ipairs(due) do
     local e = redis.call('HMGET', base .. 'event:' .. d[1], 'type', 'occurred_at', 'payload')
     if e[3] then
       local token = redis.call('HINCRBY', dkey, 'claim', 1)
-      redis.call('ZADD', KEYS[2], now + lease, did)
+      local until_ms = now + lease_of(d[2])
+      redis.call('ZADD', KEYS[2], until_ms, did)
       local n = #out
       out[n + 1] = did
       out[n + 2] = tostring(token)
-      out[n + 3] = d[1]
-      out[n + 4] = d[2]
-      out[n + 5] = d[3] or '0'
-      out[n + 6] = e[1]
-      out[n + 7] = e[2]
-      out[n + 8] = e[3]
+      out[n + 3] = tostring(until_ms)
+      out[n + 4] = d[1]
+      out[n + 5] = d[2]
+      out[n + 6] = d[3] or '0'
+      out[n + 7] = e[1]
+      out[n + 8] = e[2]
+      out[n + 9] = e[3]
     end
   end
 end
