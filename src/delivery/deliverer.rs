@@ -27,6 +27,7 @@ use uuid::Uuid;
 use super::backlog::{self, Latency};
 use super::breaker::{Admission, Circuit, Signal, VIEW_MAX_AGE_MS};
 use super::decision::{decide, follow_up, Attempted, Effects, FollowUp};
+use super::engine::log_attempt;
 use super::engine::EngineCtx;
 use super::notification::{self, judge, Verdict};
 use super::ratelimit::Gcra;
@@ -36,6 +37,7 @@ use super::signing::webhook_headers;
 use crate::domain::event::format_ms;
 use crate::domain::notice::{Notice, NoticeKind};
 use crate::domain::subscription::{Channel, Subscription};
+use crate::domain::target::redact_url;
 use crate::metrics as m;
 use crate::store::{Attempt, Claimed, EndpointState, Outcome};
 
@@ -495,6 +497,12 @@ impl CarryOut {
     async fn run(self, effects: Effects) {
         let ctx = &self.ctx;
         let now = ctx.now_ms();
+        log_attempt(
+            &redact_url(&self.url),
+            &self.job.claimed,
+            &self.attempt,
+            &effects.outcome,
+        );
         let endpoint = async {
             let signal = effects.endpoint?;
             let state = ctx

@@ -222,6 +222,29 @@ pub struct Held {
     pub cached_subscriptions: usize,
 }
 
+/// One line per attempt, so a failing endpoint shows in the console without
+/// a dashboard. `target` names the endpoint (a URL without credentials or
+/// query, or the recipient's mail domain).
+pub fn log_attempt(target: &str, claimed: &Claimed, a: &Attempt, outcome: &Outcome) {
+    let (result, next) = match outcome {
+        Outcome::Success => ("delivered", None),
+        Outcome::Retry { due_ms } => ("attempt failed; will retry", Some(*due_ms)),
+        Outcome::Fail { .. } => ("attempt failed; no retries left", None),
+        Outcome::Wait { due_ms } => ("not sent; waiting", Some(*due_ms)),
+        Outcome::Drop { .. } => ("dropped", None),
+    };
+    tracing::info!(
+        delivery = %claimed.delivery_id,
+        event_type = %claimed.event_type,
+        endpoint = %target,
+        status = a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        duration_ms = a.duration_ms,
+        error = a.error.as_deref().unwrap_or("-"),
+        next_attempt = next.map(crate::domain::event::format_ms).unwrap_or_else(|| "-".into()),
+        "{result}"
+    );
+}
+
 /// A running engine; dropping it stops the engine's thread.
 pub struct Engine {
     arbiter: Arbiter,

@@ -83,6 +83,20 @@ impl WebhookUrl {
     }
 }
 
+/// A webhook URL as it may be logged: scheme, host, port and path, without
+/// credentials, query or fragment (they often carry tokens).
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let query = if u.query().is_some() { "?…" } else { "" };
+            format!("{}://{host}{port}{}{query}", u.scheme(), u.path())
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 /// Why a target of `reach` is refused.
 pub fn refusal(reach: Reach) -> &'static str {
     match reach {
@@ -322,6 +336,16 @@ mod tests {
             classify("64:ff9b::808:808".parse().unwrap()),
             Reach::Private
         );
+    }
+
+    #[test]
+    fn logged_urls_carry_no_credentials_or_query() {
+        assert_eq!(
+            redact_url("https://user:hunter2@hooks.example.com:8443/in/x?token=abc#f"),
+            "https://hooks.example.com:8443/in/x?…"
+        );
+        assert_eq!(redact_url("http://127.0.0.1/hook"), "http://127.0.0.1/hook");
+        assert_eq!(redact_url("::"), "(not a URL)");
     }
 
     #[test]

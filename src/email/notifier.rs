@@ -32,6 +32,7 @@ use super::message::{DigestEmail, DigestEntry, EventEmail};
 use super::transport::{self, SmtpResult, SmtpVerdict};
 use super::Mailer;
 use crate::delivery::deliverer::Job;
+use crate::delivery::engine::log_attempt;
 use crate::delivery::engine::EngineCtx;
 use crate::domain::event::format_ms;
 use crate::domain::subscription::{Channel, Digest};
@@ -419,6 +420,10 @@ async fn deliver(
         }
     };
     drop(slot);
+    if let Some(a) = &attempt {
+        let domain = address.rsplit('@').next().unwrap_or_default();
+        log_attempt(&format!("email to …@{domain}"), claimed, a, &outcome);
+    }
     match c.finish(claimed, &outcome, attempt.as_ref()).await {
         Ok(_) => {}
         Err(e) => {

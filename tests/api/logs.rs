@@ -1,0 +1,206 @@
+//! No secret reaches a log line or an error body: a courier process logging
+//! at debug level goes through everything that handles a secret (API keys
+//! issued, used, rotated and refused; signing secrets issued, rotated and
+//! used to sign; the encryption key; SMTP credentials), then its whole output
+//! and every error body it answered are searched for each secret.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{test_settings, ADMIN_KEY};
+use crate::process::{create_account, Courier};
+use crate::receiver::{Receiver, Reply};
+
+const SMTP_PASSWORD: &str = "smtp-pa55word-never-logged";
+
+/// A request whose answer is kept when it is an error.
+async fn call(
+    c: &Courier,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+    errors: &mut Vec<String>,
+) -> Value {
+    let client = awc::Client::default();
+    let url = format!("{}{path}", c.base);
+    let req = match method {
+        "GET" => client.get(url),
+        "PATCH" => client.patch(url),
+        _ => client.post(url),
+    }
+    .insert_header(("Authorization", format!("Bearer {key}")));
+    let mut res = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .unwrap();
+    let raw = res.body().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    if !res.status().is_success() {
+        errors.push(text.clone());
+    }
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[actix_web::test]
+async fn no_secret_appears_in_any_log_line_or_error_body() {
+    let rx = Receiver::start().await;
+    rx.script("/hook", vec![Reply::status(500)]);
+    rx.default_reply("/hook", Reply::status(200));
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let smtp_port = crate::helpers::free_port();
+    let smtp_url = format!("smtp://courier:{SMTP_PASSWORD}@127.0.0.1:{smtp_port}");
+    let courier = Courier::start_with(
+        &prefix,
+        &[
+            ("COURIER__LOG__LEVEL", "debug"),
+            ("COURIER__SMTP__URL", &smtp_url),
+        ],
+    )
+    .await;
+    let mut errors = Vec::new();
+    let mut secrets: Vec<String> = vec![ADMIN_KEY.into(), SMTP_PASSWORD.into()];
+    secrets.extend(
+        test_settings()
+            .auth
+            .encryption_keys
+            .iter()
+            .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned()),
+    );
+
+    let (account, key) = create_account(&courier, "ops@acme.example").await;
+    secrets.push(key.clone());
+    // Credentials and a token in the webhook URL itself.
+    let hook_url = rx
+        .url("/hook?token=url-query-token")
+        .replace("http://", "http://hookuser:url-pa55word@");
+    secrets.extend(["url-pa55word".to_owned(), "url-query-token".to_owned()]);
+    let sub = call(
+        &courier,
+        "POST",
+        "/v1/subscriptions",
+        &key,
+        Some(json!({"event_types": ["*"], "channel": {"type": "webhook", "url": hook_url}})),
+        &mut errors,
+    )
+    .await;
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    secrets.push(sub["secret"].as_str().unwrap().to_owned());
+    call(
+        &courier,
+        "POST",
+        "/v1/subscriptions",
+        &key,
+        Some(json!({"event_types": ["*"], "channel": {"type": "email", "address": "dev@acme.example"}})),
+        &mut errors,
+    )
+    .await;
+    // Delivered (after one failed attempt), signed; the email attempts fail
+    // against an SMTP server that is not there.
+    call(
+        &courier,
+        "POST",
+        "/v1/events",
+        ADMIN_KEY,
+        Some(json!({"type": "customer.created", "account_id": account, "payload": {"customer_id": "cus_1"}})),
+        &mut errors,
+    )
+    .await;
+    rx.wait_for("/hook", 2, Duration::from_secs(10)).await;
+    let rotated = call(
+        &courier,
+        "POST",
+        &format!("/v1/subscriptions/{sub_id}/secret/rotate"),
+        &key,
+        None,
+        &mut errors,
+    )
+    .await;
+    secrets.push(rotated["secret"].as_str().unwrap().to_owned());
+    call(
+        &courier,
+        "POST",
+        &format!("/v1/subscriptions/{sub_id}/test"),
+        &key,
+        None,
+        &mut errors,
+    )
+    .await;
+    let new_key = call(
+        &courier,
+        "POST",
+        "/v1/api-keys/rotate",
+        &key,
+        None,
+        &mut errors,
+    )
+    .await;
+    let new_key = new_key["api_key"].as_str().unwrap().to_owned();
+    secrets.push(new_key.clone());
+
+    // Refusals that carry a key: the old key, a damaged one, an admin key
+    // where an account key belongs, a key in a body.
+    let before = errors.len();
+    call(
+        &courier,
+        "GET",
+        "/v1/subscriptions",
+        &key,
+        None,
+        &mut errors,
+    )
+    .await;
+    call(
+        &courier,
+        "GET",
+        "/v1/subscriptions",
+        &format!("{new_key}x"),
+        None,
+        &mut errors,
+    )
+    .await;
+    call(
+        &courier,
+        "GET",
+        "/v1/subscriptions",
+        ADMIN_KEY,
+        None,
+        &mut errors,
+    )
+    .await;
+    call(
+        &courier,
+        "PATCH",
+        &format!("/v1/subscriptions/{sub_id}"),
+        &new_key,
+        Some(json!({"secret": new_key, "description": 7})),
+        &mut errors,
+    )
+    .await;
+    assert_eq!(errors.len(), before + 4, "every refusal answered an error");
+    // Let the email attempts run and fail.
+    actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+
+    let output = courier.output();
+    courier.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+    assert!(
+        output.lines().count() > 10,
+        "debug logging produced output:\n{output}"
+    );
+    for secret in &secrets {
+        // Also the secret part alone (after `ck_<id>_` or `whsec_`).
+        let tail = secret.rsplit('_').next().unwrap_or(secret);
+        for needle in [secret.as_str(), tail] {
+            assert!(
+                !output.contains(needle),
+                "a secret is in the log:\n{output}"
+            );
+            for e in &errors {
+                assert!(!e.contains(needle), "a secret is in an error body: {e}");
+            }
+        }
+    }
+}
