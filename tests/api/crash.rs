@@ -16,9 +16,11 @@ use crate::helpers::{courier_command, free_port, redis_url, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
 use crate::smtp::SmtpServer;
 
-struct Courier {
+/// `courier serve` as a child process on a free port.
+pub(crate) struct Courier {
     child: Child,
-    base: String,
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) base: String,
     /// Everything the process wrote to stdout and stderr, so a test can
     /// check it never panicked.
     output: tempfile::NamedTempFile,
@@ -30,7 +32,7 @@ impl Courier {
     }
 
     /// Starts `courier serve` with further `COURIER__…` overrides.
-    async fn start_with(prefix: &str, settings: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start_with(prefix: &str, settings: &[(&str, &str)]) -> Self {
         let port = free_port();
         let output = tempfile::NamedTempFile::new().unwrap();
         let append = || OpenOptions::new().append(true).open(output.path()).unwrap();
@@ -64,7 +66,7 @@ impl Courier {
         }
     }
 
-    async fn post(&self, path: &str, key: &str, body: &Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> Value {
         let mut res = awc::Client::default()
             .post(format!("{}{path}", self.base))
             .insert_header(("Authorization", format!("Bearer {key}")))
@@ -79,7 +81,7 @@ impl Courier {
         std::fs::read_to_string(self.output.path()).unwrap_or_default()
     }
 
-    fn assert_no_panic(&self) {
+    pub(crate) fn assert_no_panic(&self) {
         let out = self.output();
         assert!(!out.contains("panicked"), "courier panicked:\n{out}");
     }
@@ -109,7 +111,7 @@ impl Courier {
     }
 
     /// Stops with SIGTERM and checks that the process exited cleanly.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let exit = self.terminate().await;
         assert!(exit.success(), "exit status {exit:?}\n{}", self.output());
         self.assert_no_panic();
@@ -125,7 +127,7 @@ impl Drop for Courier {
 
 /// Creates an account whose operational email goes to `contact`; returns
 /// (account id, API key).
-async fn create_account(c: &Courier, contact: &str) -> (String, String) {
+pub(crate) async fn create_account(c: &Courier, contact: &str) -> (String, String) {
     let acc = c
         .post(
             "/v1/accounts",
@@ -140,7 +142,7 @@ async fn create_account(c: &Courier, contact: &str) -> (String, String) {
 }
 
 /// Subscribes the account of `key` to every event type through `channel`.
-async fn subscribe(c: &Courier, key: &str, channel: Value) {
+pub(crate) async fn subscribe(c: &Courier, key: &str, channel: Value) {
     let r = c
         .post(
             "/v1/subscriptions",

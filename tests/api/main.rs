@@ -12,6 +12,7 @@ mod helpers;
 mod isolation;
 mod operations;
 mod receiver;
+mod redis_kill;
 mod redis_outage;
 mod redis_tls;
 mod replicas;
