@@ -16,7 +16,7 @@ use crate::receiver::{Receiver, Reply};
 use crate::smtp::SmtpServer;
 
 /// Subscribes the account of `key` to every event type through `channel`.
-async fn subscribe(c: &Courier, key: &str, channel: Value) {
+pub(crate) async fn subscribe(c: &Courier, key: &str, channel: Value) {
     let r = c
         .post(
             "/v1/subscriptions",

@@ -339,24 +339,34 @@ pub struct PrivateRedis {
     /// Serves TLS only (the plain port is off), with a certificate for
     /// 127.0.0.1 signed by a throwaway CA (`ca.pem` in `dir`).
     tls: bool,
+    /// Keeps an append-only file in `dir`, fsynced once a second (as in
+    /// production), which a restart reloads; otherwise nothing is persisted.
+    aof: bool,
 }
 
 impl PrivateRedis {
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// A Redis that speaks only TLS; clients must trust [`Self::ca_file`].
     pub fn start_tls() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(tls: bool) -> Self {
+    /// A Redis with `appendonly yes` and `appendfsync everysec`: after
+    /// [`Self::kill`] and [`Self::restart`] it holds what reached its AOF.
+    pub fn start_with_aof() -> Self {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(tls: bool, aof: bool) -> Self {
         let mut r = Self {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
             tls,
+            aof,
         };
         if tls {
             make_test_certificates(r.dir.path());
@@ -375,7 +385,8 @@ impl PrivateRedis {
         self.dir.path().join("ca.pem")
     }
 
-    /// (Re)starts the server on the same port and waits until it answers.
+    /// (Re)starts the server on the same port and directory and waits until
+    /// it answers (with an AOF: until it has loaded it).
     pub fn restart(&mut self) {
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
@@ -398,8 +409,13 @@ impl PrivateRedis {
         } else {
             cmd.args(["--port", &port]);
         }
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
         let child = cmd
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

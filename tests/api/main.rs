@@ -15,6 +15,7 @@ mod logs;
 mod operations;
 mod process;
 mod receiver;
+mod redis_kill;
 mod redis_outage;
 mod redis_tls;
 mod replicas;
