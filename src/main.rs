@@ -45,7 +45,10 @@ async fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig => match startup::prepare(&settings) {
-            Ok(_) => {
+            Ok(prepared) => {
+                for w in &prepared.warnings {
+                    eprintln!("courier: warning: `{}` {}", w.key, w.message);
+                }
                 println!("configuration is valid");
                 ExitCode::SUCCESS
             }

@@ -26,6 +26,32 @@ pub enum SettingsError {
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}` is invalid: {message}")]
     Invalid { key: &'static str, message: String },
+    /// Values that cannot be right for a production deployment, each with
+    /// its key.
+    #[error("{}", unfit_message(.0))]
+    Unfit(Vec<Finding>),
+}
+
+fn unfit_message(findings: &[Finding]) -> String {
+    let mut out = String::from("this configuration cannot be right for production:");
+    for f in findings {
+        out.push_str(&format!("\n  - `{}`: {}", f.key, f.message));
+    }
+    out
+}
+
+/// One remark of [`Settings::review`] on a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// What [`Settings::review`] found: values to refuse, values to warn about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Review {
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
 }
 
 impl SettingsError {
@@ -90,6 +116,11 @@ fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<PositiveDuration, D::Error>
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// The environment the configuration was loaded for (`COURIER_ENV`:
+    /// `local`, `test`, `production`, …); production is reviewed more
+    /// strictly (see [`Settings::review`]).
+    #[serde(skip)]
+    pub environment: String,
     pub server: ServerSettings,
     pub redis: RedisSettings,
     pub auth: AuthSettings,
@@ -291,6 +322,16 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// Loopback or unnamed.
+fn host_is_local(host: Option<&str>) -> bool {
+    let Some(host) = host else { return true };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
 fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -314,7 +355,7 @@ impl Settings {
     /// Loads `config/default.toml`, then `config/<env>.toml`, then the
     /// `COURIER__…` environment, from `dir`; then validates.
     pub fn load_from(dir: &Path, env: &str) -> Result<Self, SettingsError> {
-        let settings: Settings = config::Config::builder()
+        let mut settings: Settings = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
             .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false))
             .add_source(
@@ -325,6 +366,7 @@ impl Settings {
             )
             .build()?
             .try_deserialize()?;
+        settings.environment = env.to_owned();
         settings.validate()?;
         Ok(settings)
     }
@@ -337,6 +379,89 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from("config"));
         let env = std::env::var("COURIER_ENV").unwrap_or_else(|_| "local".to_owned());
         Self::load_from(&dir, &env)
+    }
+
+    /// In production, what cannot be right (errors: courier refuses to
+    /// start) and what is probably wrong (warnings); elsewhere nothing.
+    pub fn review(&self) -> Review {
+        let mut r = Review::default();
+        if self.environment != "production" {
+            return r;
+        }
+        let mut error = |key: &'static str, message: &str| {
+            r.errors.push(Finding {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.auth.encryption_keys.is_empty() {
+            error(
+                "auth.encryption_keys",
+                "no key to encrypt signing secrets with (set COURIER__AUTH__ENCRYPTION_KEYS to `openssl rand -base64 32`)",
+            );
+        }
+        if self.auth.admin_keys.is_empty() {
+            error(
+                "auth.admin_keys",
+                "no admin key: nothing could create accounts or ingest events (set COURIER__AUTH__ADMIN_KEYS)",
+            );
+        }
+        let base = url::Url::parse(&self.server.public_base_url).ok();
+        if base.as_ref().is_some_and(|u| host_is_local(u.host_str())) {
+            error(
+                "server.public_base_url",
+                "names this machine: links in emails would lead recipients to their own computer (set COURIER__SERVER__PUBLIC_BASE_URL to the address people reach courier at)",
+            );
+        }
+        if self.delivery.allow_private_targets {
+            error(
+                "delivery.allow_private_targets",
+                "lets accounts make courier call loopback and private addresses; it is for local testing only",
+            );
+        }
+        let from_domain = self.smtp.from.rsplit('@').next().unwrap_or_default();
+        if from_domain
+            .trim_end_matches('>')
+            .eq_ignore_ascii_case("localhost")
+        {
+            error(
+                "smtp.from",
+                "is an @localhost address, which recipients' mail servers reject (set COURIER__SMTP__FROM)",
+            );
+        }
+        let mut warn = |key: &'static str, message: &str| {
+            r.warnings.push(Finding {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if base.as_ref().is_some_and(|u| u.scheme() == "http") {
+            warn(
+                "server.public_base_url",
+                "is not https: dashboard sessions and links travel in clear text",
+            );
+        }
+        let smtp = url::Url::parse(self.smtp.url.expose_secret()).ok();
+        if smtp.as_ref().is_some_and(|u| host_is_local(u.host_str())) {
+            warn(
+                "smtp.url",
+                "is a mail server on this machine: right only with a local relay (set COURIER__SMTP__URL)",
+            );
+        }
+        let redis_local = self
+            .redis
+            .url
+            .expose_secret()
+            .split(',')
+            .filter_map(|seed| url::Url::parse(seed.trim()).ok())
+            .any(|u| host_is_local(u.host_str()));
+        if redis_local {
+            warn(
+                "redis.url",
+                "is a Redis on this machine (inside a container, usually not the shared one) (set COURIER__REDIS__URL)",
+            );
+        }
+        r
     }
 
     /// Checks what the types alone cannot: formats, ranges and how keys
@@ -490,6 +615,49 @@ mod tests {
 
     fn config_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    fn keys_of(findings: &[Finding]) -> Vec<&'static str> {
+        findings.iter().map(|f| f.key).collect()
+    }
+
+    #[test]
+    fn production_with_the_defaults_is_refused_naming_each_key() {
+        let mut s = Settings::load_from(&config_dir(), "production").unwrap();
+        let r = s.review();
+        assert_eq!(
+            keys_of(&r.errors),
+            [
+                "auth.encryption_keys",
+                "auth.admin_keys",
+                "server.public_base_url",
+                "smtp.from"
+            ]
+        );
+        assert_eq!(
+            keys_of(&r.warnings),
+            ["server.public_base_url", "smtp.url", "redis.url"]
+        );
+        // Elsewhere the same values are fine.
+        s.environment = "local".into();
+        assert_eq!(s.review(), Review::default());
+    }
+
+    #[test]
+    fn a_production_configuration_set_as_documented_passes_without_warnings() {
+        let mut s = Settings::load_from(&config_dir(), "production").unwrap();
+        s.auth.admin_keys = vec![SecretString::from("k".to_owned())];
+        s.auth.encryption_keys = vec![SecretString::from("x".to_owned())];
+        s.server.public_base_url = "https://webhooks.platform.example".into();
+        s.smtp.url = SecretString::from("smtps://u:p@mail.platform.example".to_owned());
+        s.smtp.from = "Platform <notifications@platform.example>".into();
+        s.redis.url = SecretString::from("rediss://redis.internal:6380".to_owned());
+        assert_eq!(s.review(), Review::default());
+        s.delivery.allow_private_targets = true;
+        s.redis.url = SecretString::from("redis://[::1]:6379".to_owned());
+        let r = s.review();
+        assert_eq!(keys_of(&r.errors), ["delivery.allow_private_targets"]);
+        assert_eq!(keys_of(&r.warnings), ["redis.url"]);
     }
 
     #[test]

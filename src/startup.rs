@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::delivery::engine::Engine;
 use crate::delivery::resolve::TargetResolver;
 use crate::domain::catalog::Catalog;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{Finding, Settings, SettingsError};
 use crate::store::{RedisTarget, Store, StoreError};
 
 /// Why the service could not start.
@@ -52,21 +52,34 @@ pub struct Prepared {
     pub catalog: Catalog,
     /// `redis.url` and its TLS settings, checked.
     pub redis: RedisTarget,
+    /// What is probably wrong for the environment (production): shown by
+    /// `check-config`, logged by `serve`.
+    pub warnings: Vec<Finding>,
 }
 
 /// Every check of the configuration, shared by `courier serve` (through
 /// [`Application::build`]) and `courier check-config`: the values
 /// ([`Settings::validate`]), the event catalogue (`events.extra_types`: names
-/// and JSON Schemas) and the Redis URL with its TLS CA file. It contacts
-/// neither Redis nor the SMTP server. An error names the key.
+/// and JSON Schemas), the Redis URL with its TLS CA file, the encryption
+/// keys, and in production [`Settings::review`] (what cannot be right is an
+/// error, what is probably wrong a warning). It contacts neither Redis nor
+/// the SMTP server. An error names the key.
 pub fn prepare(settings: &Settings) -> Result<Prepared, SettingsError> {
     settings.validate()?;
+    let review = settings.review();
+    if !review.errors.is_empty() {
+        return Err(SettingsError::Unfit(review.errors));
+    }
     let catalog = Catalog::new(&settings.events.extra_types)
         .map_err(|e| SettingsError::invalid("events.extra_types", e.to_string()))?;
     let redis = RedisTarget::from_settings(&settings.redis)?;
     crate::secrets::SecretBox::new(&settings.auth.encryption_keys)
         .map_err(|e| SettingsError::invalid("auth.encryption_keys", e.to_string()))?;
-    Ok(Prepared { catalog, redis })
+    Ok(Prepared {
+        catalog,
+        redis,
+        warnings: review.warnings,
+    })
 }
 
 /// A built, bound, not yet running service.
@@ -85,7 +98,14 @@ impl Application {
 
     /// [`Application::build`] on a clock of the caller's (tests move it).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
-        let Prepared { catalog, redis } = prepare(&settings)?;
+        let Prepared {
+            catalog,
+            redis,
+            warnings,
+        } = prepare(&settings)?;
+        for w in &warnings {
+            tracing::warn!(key = w.key, "configuration: {}", w.message);
+        }
         // One TLS crypto provider for every TLS client (webhooks, Redis,
         // SMTP); a second call finds it installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();

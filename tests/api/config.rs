@@ -152,3 +152,45 @@ fn serve_refuses_what_check_config_refuses_before_it_listens() {
     );
     assert_refused(&out, "events.extra_types");
 }
+
+#[test]
+fn production_refuses_what_cannot_be_right_and_warns_about_what_is_probably_wrong() {
+    let out = check_config(&[("COURIER_ENV", "production")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for key in [
+        "auth.admin_keys",
+        "auth.encryption_keys",
+        "server.public_base_url",
+        "smtp.from",
+    ] {
+        assert!(
+            stderr.contains(&format!("`{key}`")),
+            "{key} is not named: {stderr}"
+        );
+    }
+
+    let out = check_config(&[
+        ("COURIER_ENV", "production"),
+        ("COURIER__AUTH__ADMIN_KEYS", "an-admin-key"),
+        (
+            "COURIER__AUTH__ENCRYPTION_KEYS",
+            "Vv6Lk8L+Tz2VHcPpy0fIrx3v8mGSTkG3jXGLfKz6zRM=",
+        ),
+        (
+            "COURIER__SERVER__PUBLIC_BASE_URL",
+            "https://webhooks.platform.example",
+        ),
+        ("COURIER__SMTP__URL", "smtps://u:p@mail.platform.example"),
+        (
+            "COURIER__SMTP__FROM",
+            "Platform <notifications@platform.example>",
+        ),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    // The test Redis is on this machine: a warning, not a refusal.
+    assert!(stderr.contains("warning: `redis.url`"), "{stderr}");
+    assert!(!stderr.contains("smtp.url"), "{stderr}");
+}
