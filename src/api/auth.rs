@@ -26,6 +26,16 @@ fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal("application state missing".into()))
 }
 
+/// Whether `token` is one of the configured admin keys.
+fn is_admin_key(st: &AppState, token: &str) -> bool {
+    let mut ok = false;
+    for key in &st.settings.auth.admin_keys {
+        // No early exit: every key is compared.
+        ok |= api_key::secrets_equal(token, key.expose_secret());
+    }
+    ok
+}
+
 /// A caller holding an admin key.
 pub struct Admin;
 
@@ -37,12 +47,7 @@ impl FromRequest for Admin {
         std::future::ready((|| {
             let token = bearer(req).ok_or(ApiError::Unauthorized)?;
             let st = state(req)?;
-            let mut ok = false;
-            for key in &st.settings.auth.admin_keys {
-                // No early exit: every key is compared.
-                ok |= api_key::secrets_equal(token, key.expose_secret());
-            }
-            if ok {
+            if is_admin_key(st, token) {
                 Ok(Admin)
             } else if api_key::account_of(token).is_some() {
                 Err(ApiError::Forbidden("this route needs an admin key".into()))
@@ -70,7 +75,16 @@ impl FromRequest for Account {
         Box::pin(async move {
             let token = token.ok_or(ApiError::Unauthorized)?;
             let st = st?;
-            let id = api_key::account_of(&token).ok_or(ApiError::Unauthorized)?;
+            let Some(id) = api_key::account_of(&token) else {
+                return Err(if is_admin_key(&st, &token) {
+                    ApiError::Forbidden(
+                        "this route needs an account key (ck_…): an admin key acts for the platform, not for an account"
+                            .into(),
+                    )
+                } else {
+                    ApiError::Unauthorized
+                });
+            };
             let account = st
                 .store
                 .get_account(&id)

@@ -97,7 +97,18 @@ async fn account_routes_reject_missing_wrong_and_admin_keys() {
     let app = spawn_app().await;
     let (id, key) = app.create_account().await;
     assert_eq!(app.get("/v1/events", None).await.status, 401);
-    assert_eq!(app.get("/v1/events", Some(ADMIN_KEY)).await.status, 401);
+    // An admin key where an account key belongs: told what is wrong.
+    let r = app.get("/v1/events", Some(ADMIN_KEY)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.code(), "forbidden");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs an account key"),
+        "{}",
+        r.body
+    );
     // Right account, wrong secret.
     let forged = format!(
         "{}{}",
