@@ -189,7 +189,7 @@ pub async fn run(listener: TcpListener, options: Options) -> std::io::Result<()>
             .default_service(web::to(receive))
     })
     .workers(1)
-    .shutdown_timeout(1)
+    .shutdown_timeout(0)
     .listen(listener)?
     .run()
     .await
