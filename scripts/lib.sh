@@ -6,6 +6,9 @@
 #   ensure_smtp_catcher        aiosmtpd for Debian's /usr/bin/python3
 #   ensure_openssl             openssl (the tests make a throwaway CA with it)
 #   free_port                  prints a TCP port the kernel says is free
+#   port_busy PORT             true when 127.0.0.1:PORT cannot be bound (something listens)
+#   port_pids PORT             pids of the processes listening on PORT that /proc shows
+#   describe_port PORT         "python3 (pid 123)" for what listens on PORT, if /proc tells
 #   start_redis DIR PORT [ARG...]   a redis-server of our own, data/log in DIR
 #   stop_redis DIR             stops the redis-server start_redis left in DIR
 #   start_smtp_catcher MAILDIR PORT LOG   aiosmtpd writing a maildir; sets SMTP_PID
@@ -85,6 +88,58 @@ free_port() {
   "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# True when nothing could listen on 127.0.0.1:PORT because something else
+# already does (on 127.0.0.1, 0.0.0.0 or a dual-stack [::]). SO_REUSEADDR,
+# as servers set it, so a connection in TIME_WAIT does not count.
+port_busy() {
+  ! "$COURIER_SYS_PYTHON" -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1" 2>/dev/null
+}
+
+# port_pids PORT: the pids of the processes listening on TCP PORT, one a
+# line, from /proc (the processes of other users only when root; nothing
+# when none is visible).
+port_pids() {
+  "$COURIER_SYS_PYTHON" - "$1" <<'PY' 2>/dev/null || true
+import os, sys
+port = int(sys.argv[1])
+sockets = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    sockets.add("socket:[%s]" % fields[9])
+    except OSError:
+        pass
+for pid in sorted(filter(str.isdigit, os.listdir("/proc")), key=int):
+    try:
+        if any(os.readlink("/proc/%s/fd/%s" % (pid, fd)) in sockets
+               for fd in os.listdir("/proc/%s/fd" % pid)):
+            print(pid)
+    except OSError:
+        pass
+PY
+}
+
+# describe_port PORT: "name (pid N)" of each process listening on PORT, or
+# "a process of another user" when /proc does not show it.
+describe_port() {
+  local pid out=""
+  for pid in $(port_pids "$1"); do
+    out="${out:+$out, }$(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid)"
+  done
+  printf '%s' "${out:-a process this user cannot see}"
+}
+
 # start_redis DIR PORT [ARG...]: starts a daemonized redis-server on
 # 127.0.0.1:PORT with data, pid file and log in DIR (created), without
 # persistence unless ARGs say otherwise (later arguments win, e.g.
@@ -142,7 +197,8 @@ stop_redis() {
 
 # start_smtp_catcher MAILDIR PORT LOG: runs aiosmtpd on 127.0.0.1:PORT in
 # the background, storing every message it receives in the maildir MAILDIR
-# (new mail in MAILDIR/new/), its output in LOG. Sets SMTP_PID. Waits (10 s
+# (new mail in MAILDIR/new/), its output in LOG, in a session of its own.
+# Sets SMTP_PID. Waits (10 s
 # at most) until it accepts connections; fails loudly if it does not.
 SMTP_PID=""
 start_smtp_catcher() {
@@ -153,7 +209,13 @@ start_smtp_catcher() {
     return 1
   fi
   mkdir -p "$(dirname "$maildir")" "$(dirname "$log")"
-  "$COURIER_SYS_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" \
+  # In a session of its own (as a daemonized redis-server is), so that a
+  # signal to the caller's process group (a terminal closing, `timeout`)
+  # does not stop it. A background job of a script leads no process group,
+  # so setsid runs it without forking and $! is its pid.
+  local detach=()
+  command -v setsid >/dev/null 2>&1 && detach=(setsid)
+  "${detach[@]}" "$COURIER_SYS_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" \
     -c aiosmtpd.handlers.Mailbox "$maildir" >"$log" 2>&1 &
   SMTP_PID=$!
   for _ in $(seq 1 100); do

@@ -13,6 +13,8 @@
 //! - [`startup`]: `prepare` checks the configuration (all that `courier
 //!   check-config` runs); `Application` runs it, binds a listener and runs
 //!   the server until it is stopped.
+//! - [`listen`]: `courier listen`, a local webhook receiver that prints and
+//!   verifies what it gets (no configuration, no Redis).
 //! - [`telemetry`] sets up logging; [`clock`] is the time courier runs on
 //!   (tests move it).
 
@@ -21,6 +23,7 @@ pub mod clock;
 pub mod delivery;
 pub mod domain;
 pub mod email;
+pub mod listen;
 pub mod metrics;
 pub mod secrets;
 pub mod settings;

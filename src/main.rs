@@ -2,6 +2,8 @@ use clap::{Parser, Subcommand};
 
 use std::process::ExitCode;
 
+use actix_web::http::StatusCode;
+use courier::delivery::signing::SigningKey;
 use courier::settings::Settings;
 use courier::startup::{self, Application, StartupError};
 
@@ -21,6 +23,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Configured(Configured),
+    /// Receive webhooks on 127.0.0.1 for development: print each request
+    /// (headers, signature check, body) and answer it. Needs no
+    /// configuration and no Redis.
+    Listen(ListenArgs),
+}
+
+/// The commands that read the configuration.
+#[derive(Subcommand)]
+enum Configured {
     /// Run the HTTP API.
     Serve,
     /// Run every check of the configuration that `serve` runs before it
@@ -33,9 +46,60 @@ enum Command {
     Reencrypt,
 }
 
+#[derive(clap::Args)]
+struct ListenArgs {
+    /// Port to listen on (127.0.0.1 only).
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// The subscription's signing secret (whsec_…): every request's
+    /// Standard Webhooks signature is checked with it.
+    #[arg(long, env = "COURIER_LISTEN_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Status to answer every request with, e.g. 500 to watch retries or
+    /// 410 to have the subscription disabled.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=599))]
+    status: u16,
+}
+
+/// `courier listen`: binds the port, then hands over to the library.
+async fn listen(args: ListenArgs) -> ExitCode {
+    let key = match args.secret.as_deref().map(SigningKey::from_secret) {
+        Some(None) => {
+            eprintln!("courier listen: the secret is not a whsec_ secret (whsec_ and base64)");
+            return ExitCode::from(BAD_CONFIG);
+        }
+        Some(key) => key,
+        None => None,
+    };
+    let status = StatusCode::from_u16(args.status).expect("clap checked the range");
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", args.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "courier listen: cannot listen on 127.0.0.1:{}: {e} (choose another port with --port)",
+                args.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match courier::listen::run(listener, courier::listen::Options { key, status }).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("courier listen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    match Cli::parse().command {
+        Command::Listen(args) => listen(args).await,
+        Command::Configured(command) => configured(command).await,
+    }
+}
+
+async fn configured(command: Configured) -> ExitCode {
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -43,8 +107,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(BAD_CONFIG);
         }
     };
-    match cli.command {
-        Command::CheckConfig => match startup::prepare(&settings) {
+    match command {
+        Configured::CheckConfig => match startup::prepare(&settings) {
             Ok(prepared) => {
                 for w in &prepared.warnings {
                     eprintln!("courier: warning: `{}` {}", w.key, w.message);
@@ -57,7 +121,7 @@ async fn main() -> ExitCode {
                 ExitCode::from(BAD_CONFIG)
             }
         },
-        Command::Reencrypt => {
+        Configured::Reencrypt => {
             let prepared = match startup::prepare(&settings) {
                 Ok(p) => p,
                 Err(e) => {
@@ -81,7 +145,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve => {
+        Configured::Serve => {
             courier::telemetry::init(&settings.log);
             let host = settings.server.host.clone();
             let app = match Application::build(settings).await {

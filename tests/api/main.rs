@@ -11,6 +11,7 @@ mod events;
 mod helpers;
 mod hostile;
 mod isolation;
+mod listen;
 mod logs;
 mod operations;
 mod process;

@@ -164,3 +164,86 @@ pub async fn create_account(c: &Courier, contact: &str) -> (String, String) {
         acc["api_key"].as_str().unwrap().to_owned(),
     )
 }
+
+/// `courier listen` as a child process, run with no configuration at all
+/// (an empty working directory and config directory), its output captured.
+pub struct Listener {
+    child: Child,
+    pub port: u16,
+    output: tempfile::NamedTempFile,
+    /// The empty directory it runs in.
+    _dir: tempfile::TempDir,
+}
+
+impl Listener {
+    /// Starts `courier listen --port <free port>` with `args` and `env`
+    /// added; waits until it accepts connections.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(free_port(), args, env)
+    }
+
+    /// The same on `port`.
+    pub fn start_on(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = tempfile::NamedTempFile::new().unwrap();
+        let append = || OpenOptions::new().append(true).open(output.path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args(["listen", "--port", &port.to_string()])
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("COURIER_CONFIG_DIR", dir.path())
+            .envs(env.iter().copied())
+            .stdout(append())
+            .stderr(append())
+            .spawn()
+            .expect("courier binary starts");
+        let mut listener = Self {
+            child,
+            port,
+            output,
+            _dir: dir,
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(exit) = listener.child.try_wait().unwrap() {
+                panic!("courier listen exited {exit}:\n{}", listener.output());
+            }
+            assert!(
+                Instant::now() < until,
+                "courier listen did not come up:\n{}",
+                listener.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        listener
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// What it has printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.output.path()).unwrap_or_default()
+    }
+
+    /// Waits (10 s at most) until it has printed `text`; returns the output.
+    pub async fn wait_for(&self, text: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.output();
+            if out.contains(text) || Instant::now() > until {
+                return out;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
