@@ -73,3 +73,22 @@ async fn event_types_lists_the_catalogue_with_schemas() {
     assert!(meter_data["description"].as_str().unwrap().len() > 10);
     assert_eq!(meter_data["schema"]["required"][0], "intervals");
 }
+
+#[actix_web::test]
+async fn a_malformed_query_or_body_gets_a_400_whose_message_says_what_is_wrong() {
+    let app = spawn_app().await;
+    let (_, key) = app.create_account().await;
+    let r = app.get("/v1/subscriptions?limit=-1", Some(&key)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "bad_query");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("query string is invalid"), "{message}");
+
+    let r = app
+        .post_raw("/v1/subscriptions", Some(&key), b"{not json".to_vec())
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "bad_json");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not valid JSON"), "{message}");
+}
