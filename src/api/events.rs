@@ -446,10 +446,11 @@ pub async fn replay(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(&req, payload, st.settings.limits.max_body_bytes).await?;
+    // No body, an empty one and `null` all mean "every matching subscription".
     let input: ReplayRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
     } else {
-        body::parse(&bytes)?
+        body::parse::<Option<ReplayRequest>>(&bytes)?.unwrap_or_default()
     };
     let account = caller.account.id;
     let id = parse_id(&id).ok_or(ApiError::NotFound("event"))?;
