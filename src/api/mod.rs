@@ -11,6 +11,7 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod openapi;
+pub mod schema_rules;
 pub mod subscriptions;
 
 use std::sync::Arc;
