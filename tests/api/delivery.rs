@@ -835,7 +835,13 @@ async fn replay_takes_a_null_or_empty_body_as_every_matching_subscription() {
                 body.to_vec(),
             )
             .await;
-        assert_eq!(r.status, 202, "{:?}: {}", String::from_utf8_lossy(body), r.body);
+        assert_eq!(
+            r.status,
+            202,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            r.body
+        );
         assert_eq!(r.body["deliveries"].as_array().unwrap().len(), 1);
     }
 }

@@ -32,8 +32,16 @@ async fn wait_for_failed(app: &TestApp, key: &str, sub: &str, n: usize) {
             b["data"].as_array().is_some_and(|d| d.len() >= n)
         })
         .await;
-    let all = app.get(&format!("/v1/subscriptions/{sub}/deliveries"), Some(key)).await;
-    assert_eq!(got["data"].as_array().unwrap().len(), n, "{got} {} {:?}", all.body, app.redis_snapshot());
+    let all = app
+        .get(&format!("/v1/subscriptions/{sub}/deliveries"), Some(key))
+        .await;
+    assert_eq!(
+        got["data"].as_array().unwrap().len(),
+        n,
+        "{got} {} {:?}",
+        all.body,
+        app.redis_snapshot()
+    );
 }
 
 #[actix_web::test]
