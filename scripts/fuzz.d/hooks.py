@@ -1,5 +1,11 @@
 """schemathesis hooks of scripts/fuzz.
 
+Account ids: an event for an account that does not exist is refused before
+anything is stored, so generated events would never reach the store. When
+FUZZ_ACCOUNT_ID is set, every "account_id" in a request body that is a
+well-formed id is replaced by it (the account scripts/fuzz created); ids
+that are not well-formed stay, and are refused as before.
+
 Webhook URLs: the fuzzed courier allows loopback targets, and
 `POST /v1/subscriptions/{id}/test` sends a request to the subscription's URL
 at once. So that fuzzing never sends anything off this machine, every string
@@ -9,23 +15,30 @@ URL nothing listens on. Strings without a ':' cannot parse as an absolute URL
 and are kept, so URL validation is still fuzzed with them.
 """
 
+import os
+import re
+
 import schemathesis
 
 SINK = "http://127.0.0.1:9/fuzz"
+ACCOUNT = os.environ.get("FUZZ_ACCOUNT_ID")
+UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-def _confine(value):
+def _rewrite(value):
     if isinstance(value, dict):
         for key, item in value.items():
             if key == "url" and isinstance(item, str) and ":" in item:
                 value[key] = SINK
+            elif key == "account_id" and ACCOUNT and isinstance(item, str) and UUID.match(item):
+                value[key] = ACCOUNT
             else:
-                _confine(item)
+                _rewrite(item)
     elif isinstance(value, list):
         for item in value:
-            _confine(item)
+            _rewrite(item)
 
 
 @schemathesis.hook
 def before_call(context, case, **kwargs):
-    _confine(case.body)
+    _rewrite(case.body)
