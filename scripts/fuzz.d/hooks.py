@@ -13,12 +13,20 @@ in a request body under a key named "url" that could be an absolute URL
 (anything with a ':') is replaced, before the request goes out, by a loopback
 URL nothing listens on. Strings without a ':' cannot parse as an absolute URL
 and are kept, so URL validation is still fuzzed with them.
+
+Python 3.11 (3.11.7 and Debian bookworm's 3.11.2 among them) sometimes raises
+a spurious "SystemError: AST constructor recursion depth mismatch" from
+ast.parse in threaded programs (python/cpython#106905). Hypothesis parses
+lambdas' source only to describe a strategy in its repr, and such an error
+failed a whole operation of a run; a lambda it cannot describe is described
+as unknown instead.
 """
 
 import os
 import re
 
 import schemathesis
+from hypothesis.internal import lambda_sources
 
 SINK = "http://127.0.0.1:9/fuzz"
 ACCOUNT = os.environ.get("FUZZ_ACCOUNT_ID")
@@ -37,6 +45,19 @@ def _rewrite(value):
     elif isinstance(value, list):
         for item in value:
             _rewrite(item)
+
+
+_describe_lambda = lambda_sources.lambda_description
+
+
+def _lambda_description(f):
+    try:
+        return _describe_lambda(f)
+    except SystemError:
+        return "lambda: <unknown>"
+
+
+lambda_sources.lambda_description = _lambda_description
 
 
 @schemathesis.hook
