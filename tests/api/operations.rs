@@ -1,4 +1,4 @@
-use crate::helpers::{spawn_app, ADMIN_KEY};
+use crate::helpers::{spawn_app, spawn_app_with, ADMIN_KEY};
 
 #[actix_web::test]
 async fn healthz_answers_ok() {
@@ -91,4 +91,43 @@ async fn a_malformed_query_or_body_gets_a_400_whose_message_says_what_is_wrong()
     assert_eq!(r.code(), "bad_json");
     let message = r.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("not valid JSON"), "{message}");
+}
+
+#[actix_web::test]
+async fn openapi_document_follows_the_configured_limits_and_catalogue() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_page_size = 40;
+        s.limits.max_batch_events = 7;
+        s.events
+            .extra_types
+            .push(courier::settings::ExtraEventType {
+                name: "invoice.paid".into(),
+                description: "An invoice was paid.".into(),
+                schema: r#"{"type": "object", "required": ["invoice_id"]}"#.into(),
+            });
+    })
+    .await;
+    let doc = app.get("/openapi.json", None).await.body;
+    let schemas = &doc["components"]["schemas"];
+    let invoice = schemas["IngestRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["properties"]["type"]["const"] == "invoice.paid")
+        .expect("the operator's type has an ingest schema");
+    assert_eq!(
+        invoice["properties"]["payload"]["required"][0],
+        "invoice_id"
+    );
+    assert_eq!(
+        schemas["BatchRequest"]["properties"]["events"]["maxItems"],
+        7
+    );
+    let limit = doc["paths"]["/v1/subscriptions"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 40);
 }
