@@ -179,6 +179,13 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
         let status = res.status();
+        let allow = if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
+            res.request()
+                .match_pattern()
+                .and_then(|p| allowed_methods(&p))
+        } else {
+            None
+        };
         let code = status
             .canonical_reason()
             .unwrap_or("error")
@@ -192,12 +199,37 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             },
         };
         let (req, _) = res.into_parts();
-        let response = HttpResponse::build(status)
-            .json(body)
-            .map_into_right_body::<B>();
+        let mut response = HttpResponse::build(status);
+        if let Some(methods) = allow {
+            response.insert_header((header::ALLOW, methods));
+        }
+        let response = response.json(body).map_into_right_body::<B>();
         let response: HttpResponse<EitherBody<B, BoxBody>> = response;
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
             req, response,
         )))
     })
+}
+
+/// The `Allow` header of a route (its methods, from the OpenAPI document),
+/// which every 405 answer carries.
+fn allowed_methods(pattern: &str) -> Option<&'static str> {
+    static ALLOW: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let routes = ALLOW.get_or_init(|| {
+        let doc = serde_json::to_value(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+            .unwrap_or_default();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(path, ops)| {
+                let methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                (path, methods.join(", "))
+            })
+            .collect()
+    });
+    routes.get(pattern).map(String::as_str)
 }

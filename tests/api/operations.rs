@@ -29,6 +29,27 @@ async fn unknown_routes_and_methods_answer_json_errors() {
 }
 
 #[actix_web::test]
+async fn a_method_the_route_does_not_take_gets_a_405_that_lists_those_it_takes() {
+    let app = spawn_app().await;
+    let (_, key) = app.create_account().await;
+    for (path, allow) in [
+        ("/v1/events", "GET, POST"),
+        (
+            "/v1/subscriptions/00000000-0000-0000-0000-000000000000",
+            "DELETE, GET, PATCH",
+        ),
+        ("/healthz", "GET"),
+    ] {
+        let r = app
+            .send_method(awc::http::Method::PUT, path, Some(&key))
+            .await;
+        assert_eq!(r.status, 405, "{path}");
+        assert_eq!(r.code(), "method_not_allowed");
+        assert_eq!(r.headers.get("allow").unwrap(), allow, "{path}");
+    }
+}
+
+#[actix_web::test]
 async fn openapi_document_describes_every_route() {
     let app = spawn_app().await;
     let r = app.get("/openapi.json", None).await;
