@@ -104,6 +104,10 @@ pub fn apply(doc: &mut Value, catalog: &Catalog, settings: &Settings) {
                 (Some("query"), Some("limit")) => {
                     json!({"minimum": 1, "maximum": limits.max_page_size})
                 }
+                // Base64url text; only cursors courier issued are taken.
+                (Some("query"), Some("cursor")) => {
+                    json!({"minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"})
+                }
                 (Some("query"), Some("type")) => json!({"enum": names}),
                 (Some("query"), Some("from" | "to")) => json!({"format": "date-time"}),
                 (Some("query"), Some("status")) => json!({"enum": STATUSES}),
