@@ -70,7 +70,7 @@ pub struct RotatedKey {
 
 /// Create an account (admin).
 #[utoipa::path(
-    post, path = "/v1/accounts", tag = "accounts",
+    post, path = "/v1/accounts", tag = "accounts", operation_id = "create_account",
     request_body = CreateAccount,
     security(("admin_key" = [])),
     responses(
@@ -109,7 +109,7 @@ pub async fn create(
 /// Rotate the calling account's API key. The presented key stops working at
 /// once, and an `api_keys.rotated` event is recorded for the account.
 #[utoipa::path(
-    post, path = "/v1/api-keys/rotate", tag = "accounts",
+    post, path = "/v1/api-keys/rotate", tag = "accounts", operation_id = "rotate_api_key",
     security(("account_key" = [])),
     responses(
         (status = 200, body = RotatedKey),

@@ -38,6 +38,12 @@ pub async fn read(
 
 /// Parses JSON, telling malformed JSON (400) from a wrong shape (422).
 pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "bad_json",
+            "request body is empty: send a JSON object (Content-Type: application/json)".into(),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {

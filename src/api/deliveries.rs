@@ -14,7 +14,7 @@ use crate::domain::{parse_id, Invalid};
 use crate::store::{Attempt, DeliveryRecord, Requeued};
 
 /// Delivery statuses a filter may name.
-const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
+pub const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
 
 /// A delivery of one event to one subscription.
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,12 +98,12 @@ pub struct RecoverRequest {
 
 /// A subscription's deliveries, newest first.
 #[utoipa::path(
-    get, path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries",
+    get, path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries", operation_id = "list_deliveries",
     params(("id" = Uuid, Path, description = "Subscription id"), StatusQuery, PageQuery),
     security(("account_key" = [])),
     responses(
         (status = 200, body = DeliveryList),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
     )
 )]
@@ -143,7 +143,7 @@ pub async fn list(
 
 /// One delivery with every attempt.
 #[utoipa::path(
-    get, path = "/v1/deliveries/{id}", tag = "deliveries",
+    get, path = "/v1/deliveries/{id}", tag = "deliveries", operation_id = "get_delivery",
     params(("id" = Uuid, Path, description = "Delivery id")),
     security(("account_key" = [])),
     responses(
@@ -168,7 +168,7 @@ pub async fn get(
 /// Retry a delivery now, whatever its status (a failed one gets a fresh
 /// attempt; its history is kept).
 #[utoipa::path(
-    post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", operation_id = "retry_delivery",
     params(("id" = Uuid, Path, description = "Delivery id")),
     security(("account_key" = [])),
     responses(
@@ -208,7 +208,7 @@ pub async fn retry(
 
 /// Re-queue every failed delivery of the subscription created since a time.
 #[utoipa::path(
-    post, path = "/v1/subscriptions/{id}/recover", tag = "deliveries",
+    post, path = "/v1/subscriptions/{id}/recover", tag = "deliveries", operation_id = "recover_deliveries",
     params(("id" = Uuid, Path, description = "Subscription id")),
     request_body = RecoverRequest,
     security(("account_key" = [])),

@@ -30,7 +30,8 @@ pub struct ErrorDetail {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
+    /// The code (`bad_json`, `bad_query`, `bad_body`) and the message.
+    #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("missing or invalid credentials")]
     Unauthorized,

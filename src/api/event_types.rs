@@ -23,7 +23,10 @@ pub struct EventTypeList {
 }
 
 /// List every event type (no authentication needed).
-#[utoipa::path(get, path = "/v1/event-types", tag = "events", responses((status = 200, body = EventTypeList)))]
+#[utoipa::path(
+    get, path = "/v1/event-types", tag = "events", operation_id = "list_event_types",
+    responses((status = 200, body = EventTypeList))
+)]
 pub async fn list(st: web::Data<AppState>) -> HttpResponse {
     let data = st
         .catalog

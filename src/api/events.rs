@@ -210,7 +210,7 @@ fn outcome_result(o: &IngestOutcome) -> Result<Accepted, ApiError> {
 /// Redis. With an `Idempotency-Key`, a retry of the same request answers the
 /// first event's id and stores nothing.
 #[utoipa::path(
-    post, path = "/v1/events", tag = "events",
+    post, path = "/v1/events", tag = "events", operation_id = "ingest_event",
     request_body = IngestRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and request return the first event")),
     security(("admin_key" = [])),
@@ -261,7 +261,7 @@ pub async fn ingest(
 /// result; valid items are stored even when others are rejected. The
 /// response comes once every accepted item is stored.
 #[utoipa::path(
-    post, path = "/v1/events/batch", tag = "events",
+    post, path = "/v1/events/batch", tag = "events", operation_id = "ingest_batch",
     request_body = BatchRequest,
     security(("admin_key" = [])),
     responses(
@@ -348,7 +348,7 @@ fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> 
 
 /// List the account's events, newest first.
 #[utoipa::path(
-    get, path = "/v1/events", tag = "events",
+    get, path = "/v1/events", tag = "events", operation_id = "list_events",
     params(EventQuery, PageQuery),
     security(("account_key" = [])),
     responses(
@@ -395,7 +395,7 @@ pub async fn list(
 
 /// One of the account's events with its stored payload and its deliveries.
 #[utoipa::path(
-    get, path = "/v1/events/{id}", tag = "events",
+    get, path = "/v1/events/{id}", tag = "events", operation_id = "get_event",
     params(("id" = Uuid, Path, description = "Event id")),
     security(("account_key" = [])),
     responses(
@@ -428,7 +428,7 @@ pub async fn get(
 /// matches its type now, or to one given subscription. The new deliveries
 /// have new ids and are marked as replays.
 #[utoipa::path(
-    post, path = "/v1/events/{id}/replay", tag = "events",
+    post, path = "/v1/events/{id}/replay", tag = "events", operation_id = "replay_event",
     params(("id" = Uuid, Path, description = "Event id")),
     request_body(content = Option<ReplayRequest>),
     security(("account_key" = [])),
@@ -446,10 +446,11 @@ pub async fn replay(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(&req, payload, st.settings.limits.max_body_bytes).await?;
+    // No body, an empty one and `null` all mean "every matching subscription".
     let input: ReplayRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
     } else {
-        body::parse(&bytes)?
+        body::parse::<Option<ReplayRequest>>(&bytes)?.unwrap_or_default()
     };
     let account = caller.account.id;
     let id = parse_id(&id).ok_or(ApiError::NotFound("event"))?;

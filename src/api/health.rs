@@ -15,14 +15,17 @@ pub struct Health {
 }
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, body = Health))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Readiness: Redis answers, so requests can be served.
 #[utoipa::path(
-    get, path = "/readyz", tag = "operations",
+    get, path = "/readyz", tag = "operations", operation_id = "readyz",
     responses((status = 200, body = Health), (status = 503, body = ErrorBody))
 )]
 pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -32,7 +35,10 @@ pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Prometheus metrics (text format): events ingested, deliveries by
 /// outcome, attempt latency, schedule and lease depth, open circuits.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, content_type = "text/plain", body = String))
+)]
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

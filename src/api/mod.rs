@@ -11,6 +11,7 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod openapi;
+pub mod schema_rules;
 pub mod subscriptions;
 
 use std::sync::Arc;
@@ -101,7 +102,18 @@ impl AppState {
     /// Checks `?limit=` and `?cursor=`.
     pub fn paging(&self, q: &PageQuery) -> Result<(usize, Option<Cursor>), ApiError> {
         let l = &self.settings.limits;
-        let limit = q.limit.unwrap_or(l.default_page_size.get());
+        let limit = match q.limit.as_deref() {
+            None => l.default_page_size.get(),
+            Some(text) => text.trim().parse::<usize>().map_err(|_| {
+                ApiError::BadRequest(
+                    "bad_query",
+                    format!(
+                        "query parameter `limit` must be a whole number from 1 to {}",
+                        l.max_page_size
+                    ),
+                )
+            })?,
+        };
         if limit == 0 || limit > l.max_page_size.get() {
             return Err(Invalid::new(
                 "limit",
@@ -125,8 +137,10 @@ impl AppState {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Items per page (default 50, at most 250 by default).
-    pub limit: Option<usize>,
+    /// Items per page (default 50, at most 250 by default). Text here, so
+    /// that a value that is not a number is refused naming the parameter.
+    #[param(value_type = Option<u32>, minimum = 1)]
+    pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
@@ -201,6 +215,13 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
         let status = res.status();
+        let allow = if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
+            res.request()
+                .match_pattern()
+                .and_then(|p| allowed_methods(&p))
+        } else {
+            None
+        };
         let code = status
             .canonical_reason()
             .unwrap_or("error")
@@ -214,12 +235,37 @@ pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             },
         };
         let (req, _) = res.into_parts();
-        let response = HttpResponse::build(status)
-            .json(body)
-            .map_into_right_body::<B>();
+        let mut response = HttpResponse::build(status);
+        if let Some(methods) = allow {
+            response.insert_header((header::ALLOW, methods));
+        }
+        let response = response.json(body).map_into_right_body::<B>();
         let response: HttpResponse<EitherBody<B, BoxBody>> = response;
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
             req, response,
         )))
     })
+}
+
+/// The `Allow` header of a route (its methods, from the OpenAPI document),
+/// which every 405 answer carries.
+fn allowed_methods(pattern: &str) -> Option<&'static str> {
+    static ALLOW: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let routes = ALLOW.get_or_init(|| {
+        let doc = serde_json::to_value(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+            .unwrap_or_default();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(path, ops)| {
+                let methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                (path, methods.join(", "))
+            })
+            .collect()
+    });
+    routes.get(pattern).map(String::as_str)
 }

@@ -163,7 +163,7 @@ fn limit_error(st: &AppState) -> ApiError {
 /// Create a subscription. Webhook subscriptions get a signing secret, shown
 /// only in this answer.
 #[utoipa::path(
-    post, path = "/v1/subscriptions", tag = "subscriptions",
+    post, path = "/v1/subscriptions", tag = "subscriptions", operation_id = "create_subscription",
     request_body = CreateSubscription,
     security(("account_key" = [])),
     responses(
@@ -224,12 +224,13 @@ pub async fn create(
 
 /// List the account's subscriptions, newest first.
 #[utoipa::path(
-    get, path = "/v1/subscriptions", tag = "subscriptions",
+    get, path = "/v1/subscriptions", tag = "subscriptions", operation_id = "list_subscriptions",
     params(PageQuery),
     security(("account_key" = [])),
     responses(
         (status = 200, body = SubscriptionList),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -306,7 +307,7 @@ async fn modify(
 
 /// One subscription.
 #[utoipa::path(
-    get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    get, path = "/v1/subscriptions/{id}", tag = "subscriptions", operation_id = "get_subscription",
     params(("id" = Uuid, Path, description = "Subscription id")),
     security(("account_key" = [])),
     responses(
@@ -336,7 +337,7 @@ pub async fn get(
 /// default) notifications carry two signatures, one per secret, so the
 /// receiver can switch over without dropping any.
 #[utoipa::path(
-    post, path = "/v1/subscriptions/{id}/secret/rotate", tag = "subscriptions",
+    post, path = "/v1/subscriptions/{id}/secret/rotate", tag = "subscriptions", operation_id = "rotate_subscription_secret",
     params(("id" = Uuid, Path, description = "Subscription id")),
     security(("account_key" = [])),
     responses(
@@ -376,7 +377,7 @@ pub async fn rotate_secret(
 /// Send a signed test notification (`event_type` `courier.test`) to the
 /// webhook now and report how the endpoint answered. Nothing is recorded.
 #[utoipa::path(
-    post, path = "/v1/subscriptions/{id}/test", tag = "subscriptions",
+    post, path = "/v1/subscriptions/{id}/test", tag = "subscriptions", operation_id = "test_subscription",
     params(("id" = Uuid, Path, description = "Subscription id")),
     security(("account_key" = [])),
     responses(
@@ -430,7 +431,7 @@ pub async fn test(
 /// Change a subscription. Switching an email subscription to a webhook
 /// creates a signing secret, shown in this answer.
 #[utoipa::path(
-    patch, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    patch, path = "/v1/subscriptions/{id}", tag = "subscriptions", operation_id = "update_subscription",
     params(("id" = Uuid, Path, description = "Subscription id")),
     request_body = UpdateSubscription,
     security(("account_key" = [])),
@@ -511,7 +512,7 @@ pub async fn update(
 
 /// Delete a subscription. Events ingested afterwards are not delivered to it.
 #[utoipa::path(
-    delete, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    delete, path = "/v1/subscriptions/{id}", tag = "subscriptions", operation_id = "delete_subscription",
     params(("id" = Uuid, Path, description = "Subscription id")),
     security(("account_key" = [])),
     responses(

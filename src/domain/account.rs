@@ -2,6 +2,11 @@
 
 use super::{check_text, Invalid};
 
+/// Longest email address, in bytes (RFC 5321's limit on a path).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// Longest account name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// An email address courier may write to: syntactically valid, no control
 /// characters, at most 254 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,10 +15,13 @@ pub struct EmailAddress(String);
 impl EmailAddress {
     pub fn parse(field: &str, value: &str) -> Result<Self, Invalid> {
         let value = value.trim();
-        if value.len() > 254 {
-            return Err(Invalid::new(field, "must be at most 254 bytes"));
+        if value.len() > MAX_EMAIL_BYTES {
+            return Err(Invalid::new(
+                field,
+                format!("must be at most {MAX_EMAIL_BYTES} bytes"),
+            ));
         }
-        check_text(field, value, 254)?;
+        check_text(field, value, MAX_EMAIL_BYTES)?;
         if !email_address::EmailAddress::is_valid(value) {
             return Err(Invalid::new(field, "is not a valid email address"));
         }
@@ -45,7 +53,7 @@ impl NewAccount {
         if name.is_empty() {
             return Err(Invalid::new("name", "must not be empty"));
         }
-        check_text("name", name, 200)?;
+        check_text("name", name, MAX_NAME_CHARS)?;
         Ok(Self {
             name: name.to_owned(),
             contact_email: EmailAddress::parse("contact_email", contact_email)?,

@@ -821,6 +821,34 @@ async fn replay_to_a_subscription_that_does_not_take_the_type_is_refused() {
 }
 
 #[actix_web::test]
+async fn replay_takes_a_null_or_empty_body_as_every_matching_subscription() {
+    let app = spawn_app().await;
+    let (account, key) = app.create_account().await;
+    app.create_webhook(&key, &["customer.created"]).await;
+    let event = app.ingest(&account, "cus_1").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for body in [&b"null"[..], b"", b" "] {
+        let r = app
+            .post_raw(
+                &format!("/v1/events/{event}/replay"),
+                Some(&key),
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            202,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            r.body
+        );
+        assert_eq!(r.body["deliveries"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[actix_web::test]
 async fn walking_a_status_filtered_listing_sees_each_match_exactly_once() {
     let rx = Receiver::start().await;
     // A fixed mix of successes and failures; a failure waits an hour for its

@@ -146,6 +146,17 @@ impl TestApp {
         self.send(self.client.get(self.url(path)), key, None).await
     }
 
+    /// A request with any method and no body.
+    pub async fn send_method(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        key: Option<&str>,
+    ) -> Reply {
+        self.send(self.client.request(method, self.url(path)), key, None)
+            .await
+    }
+
     pub async fn delete(&self, path: &str, key: Option<&str>) -> Reply {
         self.send(self.client.delete(self.url(path)), key, None)
             .await

@@ -1,4 +1,4 @@
-use crate::helpers::{spawn_app, ADMIN_KEY};
+use crate::helpers::{spawn_app, spawn_app_with, ADMIN_KEY};
 
 #[actix_web::test]
 async fn healthz_answers_ok() {
@@ -26,6 +26,27 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     let r = app.delete("/v1/events", Some(ADMIN_KEY)).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.code(), "method_not_allowed");
+}
+
+#[actix_web::test]
+async fn a_method_the_route_does_not_take_gets_a_405_that_lists_those_it_takes() {
+    let app = spawn_app().await;
+    let (_, key) = app.create_account().await;
+    for (path, allow) in [
+        ("/v1/events", "GET, POST"),
+        (
+            "/v1/subscriptions/00000000-0000-0000-0000-000000000000",
+            "DELETE, GET, PATCH",
+        ),
+        ("/healthz", "GET"),
+    ] {
+        let r = app
+            .send_method(awc::http::Method::PUT, path, Some(&key))
+            .await;
+        assert_eq!(r.status, 405, "{path}");
+        assert_eq!(r.code(), "method_not_allowed");
+        assert_eq!(r.headers.get("allow").unwrap(), allow, "{path}");
+    }
 }
 
 #[actix_web::test]
@@ -72,4 +93,91 @@ async fn event_types_lists_the_catalogue_with_schemas() {
         .unwrap();
     assert!(meter_data["description"].as_str().unwrap().len() > 10);
     assert_eq!(meter_data["schema"]["required"][0], "intervals");
+}
+
+#[actix_web::test]
+async fn a_malformed_query_or_body_gets_a_400_whose_message_says_what_is_wrong() {
+    let app = spawn_app().await;
+    let (_, key) = app.create_account().await;
+    let message =
+        |r: &crate::helpers::Reply| r.body["error"]["message"].as_str().unwrap().to_owned();
+    for query in ["limit=-1", "limit=abc"] {
+        let r = app
+            .get(&format!("/v1/subscriptions?{query}"), Some(&key))
+            .await;
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(r.code(), "bad_query");
+        assert!(
+            message(&r).contains("`limit` must be a whole number"),
+            "{query}: {}",
+            r.body
+        );
+    }
+    let r = app
+        .get("/v1/subscriptions?limit=10&limit=20", Some(&key))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        message(&r).contains("query string is invalid"),
+        "{}",
+        r.body
+    );
+
+    // Malformed JSON: what is wrong and where.
+    let r = app
+        .post_raw(
+            "/v1/subscriptions",
+            Some(&key),
+            b"{\n  \"event_types\": [\"*\",\n}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "bad_json");
+    assert!(message(&r).contains("not valid JSON"), "{}", r.body);
+    assert!(message(&r).contains("line 3 column 1"), "{}", r.body);
+
+    let r = app.post_raw("/v1/subscriptions", Some(&key), vec![]).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "bad_json");
+    assert!(message(&r).contains("request body is empty"), "{}", r.body);
+}
+
+#[actix_web::test]
+async fn openapi_document_follows_the_configured_limits_and_catalogue() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_page_size = 40.try_into().unwrap();
+        s.limits.default_page_size = 20.try_into().unwrap();
+        s.limits.max_batch_events = 7.try_into().unwrap();
+        s.events
+            .extra_types
+            .push(courier::settings::ExtraEventType {
+                name: "invoice.paid".into(),
+                description: "An invoice was paid.".into(),
+                schema: r#"{"type": "object", "required": ["invoice_id"]}"#.into(),
+            });
+    })
+    .await;
+    let doc = app.get("/openapi.json", None).await.body;
+    let schemas = &doc["components"]["schemas"];
+    let invoice = schemas["IngestRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["properties"]["type"]["const"] == "invoice.paid")
+        .expect("the operator's type has an ingest schema");
+    assert_eq!(
+        invoice["properties"]["payload"]["required"][0],
+        "invoice_id"
+    );
+    assert_eq!(
+        schemas["BatchRequest"]["properties"]["events"]["maxItems"],
+        7
+    );
+    let limit = doc["paths"]["/v1/subscriptions"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 40);
 }
