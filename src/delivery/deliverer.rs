@@ -498,7 +498,7 @@ impl CarryOut {
         let ctx = &self.ctx;
         let now = ctx.now_ms();
         log_attempt(
-            &redact_url(&self.url),
+            || redact_url(&self.url),
             &self.job.claimed,
             &self.attempt,
             &effects.outcome,

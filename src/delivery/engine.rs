@@ -224,8 +224,17 @@ pub struct Held {
 
 /// One line per attempt, so a failing endpoint shows in the console without
 /// a dashboard. `target` names the endpoint (a URL without credentials or
-/// query, or the recipient's mail domain).
-pub fn log_attempt(target: &str, claimed: &Claimed, a: &Attempt, outcome: &Outcome) {
+/// query, or the recipient's mail domain); it is made only when the line is
+/// logged.
+pub fn log_attempt(
+    target: impl FnOnce() -> String,
+    claimed: &Claimed,
+    a: &Attempt,
+    outcome: &Outcome,
+) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let (result, next) = match outcome {
         Outcome::Success => ("delivered", None),
         Outcome::Retry { due_ms } => ("attempt failed; will retry", Some(*due_ms)),
@@ -236,7 +245,7 @@ pub fn log_attempt(target: &str, claimed: &Claimed, a: &Attempt, outcome: &Outco
     tracing::info!(
         delivery = %claimed.delivery_id,
         event_type = %claimed.event_type,
-        endpoint = %target,
+        endpoint = %target(),
         status = a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
         duration_ms = a.duration_ms,
         error = a.error.as_deref().unwrap_or("-"),

@@ -422,7 +422,7 @@ async fn deliver(
     drop(slot);
     if let Some(a) = &attempt {
         let domain = address.rsplit('@').next().unwrap_or_default();
-        log_attempt(&format!("email to …@{domain}"), claimed, a, &outcome);
+        log_attempt(|| format!("email to …@{domain}"), claimed, a, &outcome);
     }
     match c.finish(claimed, &outcome, attempt.as_ref()).await {
         Ok(_) => {}
