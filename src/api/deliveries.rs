@@ -14,7 +14,7 @@ use crate::domain::{parse_id, Invalid};
 use crate::store::{Attempt, DeliveryRecord, Requeued};
 
 /// Delivery statuses a filter may name.
-const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
+pub(crate) const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
 
 /// A delivery of one event to one subscription.
 #[derive(Debug, Serialize, ToSchema)]
@@ -183,20 +183,23 @@ pub async fn retry(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id).ok_or(ApiError::NotFound("delivery"))?;
+    retry_now(&st, &caller.account.id, &id).await?;
+    Ok(HttpResponse::Accepted().json(Queued {
+        queued: 1,
+        in_flight: 0,
+    }))
+}
+
+/// Queues the account's delivery `id` for an attempt now (404 for none,
+/// 409 while an attempt is under way). The API and the dashboard both
+/// retry here.
+pub(crate) async fn retry_now(st: &AppState, account: &Uuid, id: &str) -> Result<(), ApiError> {
+    let id = parse_id(id).ok_or(ApiError::NotFound("delivery"))?;
     let now = st.clock.now_ms();
-    match st
-        .store
-        .requeue(&caller.account.id, &[id], now)
-        .await?
-        .first()
-    {
+    match st.store.requeue(account, &[id], now).await?.first() {
         Some(Requeued::Queued) => {
             st.wake.notify_one();
-            Ok(HttpResponse::Accepted().json(Queued {
-                queued: 1,
-                in_flight: 0,
-            }))
+            Ok(())
         }
         Some(Requeued::InFlight) => Err(ApiError::Conflict(
             "in_flight",

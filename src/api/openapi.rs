@@ -5,7 +5,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, deliveries, error, event_types, events, health, subscriptions};
+use super::{
+    accounts, dashboard_links, deliveries, error, event_types, events, health, subscriptions,
+};
 use crate::domain::subscription::Channel;
 
 struct BearerSchemes;
@@ -35,6 +37,7 @@ impl Modify for BearerSchemes {
     paths(
         health::healthz, health::readyz, health::metrics,
         accounts::create, accounts::rotate_key,
+        dashboard_links::create,
         event_types::list,
         events::ingest, events::ingest_batch, events::list, events::get, events::replay,
         subscriptions::create, subscriptions::list, subscriptions::get,

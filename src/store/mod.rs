@@ -6,6 +6,7 @@
 
 mod accounts;
 mod conn;
+mod dashboard;
 mod deliveries;
 mod email;
 mod endpoints;

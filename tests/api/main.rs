@@ -5,6 +5,7 @@ mod accounts;
 mod claims;
 mod config;
 mod crash;
+mod dashboard;
 mod delivery;
 mod email;
 mod events;

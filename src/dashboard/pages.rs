@@ -1,0 +1,542 @@
+//! The account pages and their forms. Each handler reads through the same
+//! store calls (and, for writes, the same functions) as the API, shapes rows
+//! for its template and renders; a write answers 303 back to the page.
+//! Another account's ids are "not found", exactly as in the API.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use futures_util::future::join_all;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::PageError;
+use super::session::Viewer;
+use super::signin::CsrfForm;
+use super::view::{self, human, when, Chrome};
+use crate::api::{deliveries, events as api_events, AppState, PageQuery};
+use crate::delivery::breaker::BreakerState;
+use crate::domain::notice::{Notice, NoticeKind};
+use crate::domain::parse_id;
+use crate::domain::subscription::{Channel, Subscription};
+use crate::store::{Attempt, DeliveryRecord, EventFilter, EventRecord};
+
+/// How many notices the notices page shows.
+const NOTICES_SHOWN: usize = 100;
+
+/// `?cursor=` of a listing page.
+#[derive(Debug, Deserialize)]
+pub struct CursorQuery {
+    cursor: Option<String>,
+}
+
+impl CursorQuery {
+    fn page(&self) -> PageQuery {
+        PageQuery {
+            limit: None,
+            cursor: self.cursor.clone().filter(|c| !c.is_empty()),
+        }
+    }
+}
+
+/// A subscription as the pages show it.
+pub struct SubRow {
+    id: Uuid,
+    /// `webhook` or `email`.
+    kind: &'static str,
+    /// The URL or the address (and digest).
+    target: String,
+    description: Option<String>,
+    event_types: String,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    /// `closed`, `open`, `half-open`, or `—` for email.
+    circuit: &'static str,
+    circuit_detail: Option<String>,
+    last_error: Option<String>,
+}
+
+impl SubRow {
+    fn new(s: &Subscription, circuit: Option<BreakerState>, last_error: Option<String>) -> Self {
+        let (kind, target) = match &s.channel {
+            Channel::Webhook { url } => ("webhook", url.clone()),
+            Channel::Email { address, digest } => {
+                ("email", format!("{address} ({})", digest.as_str()))
+            }
+        };
+        let (circuit, circuit_detail) = match circuit {
+            None => ("n/a", None),
+            Some(BreakerState::Closed {
+                consecutive_failures: 0,
+            }) => ("closed", None),
+            Some(BreakerState::Closed {
+                consecutive_failures: n,
+            }) => ("closed", Some(format!("{n} failures in a row"))),
+            Some(BreakerState::Open { until_ms, .. }) => {
+                ("open", Some(format!("probe after {}", when(until_ms))))
+            }
+            Some(BreakerState::HalfOpen { .. }) => ("half-open", Some("probe under way".into())),
+        };
+        Self {
+            id: s.id,
+            kind,
+            target,
+            description: s.description.clone(),
+            event_types: s.event_types.join(", "),
+            enabled: s.enabled,
+            disabled_reason: s.disabled_reason.clone(),
+            circuit,
+            circuit_detail,
+            last_error,
+        }
+    }
+}
+
+/// The circuit of a webhook subscription's endpoint (None for email).
+async fn circuit_of(st: &AppState, s: &Subscription) -> Result<Option<BreakerState>, PageError> {
+    match &s.channel {
+        Channel::Webhook { url } => {
+            let state = st.store.endpoint_state(url).await?;
+            Ok(Some(state.circuit.state(st.clock.now_ms())))
+        }
+        Channel::Email { .. } => Ok(None),
+    }
+}
+
+/// A delivery as a table row.
+pub struct DeliveryRow {
+    id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    subscription_id: Uuid,
+    status: String,
+    attempts: u32,
+    created: String,
+    next_attempt: Option<String>,
+    replay: bool,
+    error: Option<String>,
+}
+
+impl From<DeliveryRecord> for DeliveryRow {
+    fn from(d: DeliveryRecord) -> Self {
+        Self {
+            id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            subscription_id: d.subscription_id,
+            next_attempt: d
+                .next_attempt_at_ms
+                .filter(|_| d.status == "pending")
+                .map(when),
+            status: d.status,
+            attempts: d.attempts,
+            created: when(d.created_at_ms),
+            replay: d.replay,
+            error: d.error,
+        }
+    }
+}
+
+async fn load_subscription(
+    st: &AppState,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Subscription, PageError> {
+    let id = parse_id(id).ok_or(PageError::NotFound("subscription"))?;
+    st.store
+        .get_subscription(&viewer.account.id, &id)
+        .await?
+        .ok_or(PageError::NotFound("subscription"))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/overview.html")]
+struct OverviewPage {
+    c: Chrome,
+    rows: Vec<SubRow>,
+    next: Option<String>,
+}
+
+/// `GET /dashboard`: every subscription with its health.
+pub async fn overview(
+    viewer: Viewer,
+    q: web::Query<CursorQuery>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (limit, cursor) = st.paging(&q.page())?;
+    let account = viewer.account.id;
+    let page = st
+        .store
+        .list_subscriptions(&account, cursor.as_ref(), limit)
+        .await?;
+    let rows = join_all(page.items.iter().map(|s| {
+        let st = &st;
+        async move {
+            let circuit = circuit_of(st, s).await?;
+            let newest = st
+                .store
+                .list_deliveries(&account, &s.id, None, None, 1)
+                .await?;
+            let last_error = newest.items.into_iter().next().and_then(|d| d.error);
+            Ok::<_, PageError>(SubRow::new(s, circuit, last_error))
+        }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
+    view::html(&OverviewPage {
+        c: Chrome::signed_in(&viewer, "overview"),
+        rows,
+        next: page.next.map(|c| c.encode()),
+    })
+}
+
+/// `?status=&cursor=` of a subscription page.
+#[derive(Debug, Deserialize)]
+pub struct DeliveryQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/subscription.html")]
+struct SubscriptionPage {
+    c: Chrome,
+    sub: SubRow,
+    created: String,
+    rate_limit: Option<u32>,
+    status: String,
+    statuses: [&'static str; 3],
+    deliveries: Vec<DeliveryRow>,
+    next: Option<String>,
+}
+
+/// `GET /dashboard/subscriptions/{id}`: the subscription and its
+/// deliveries, newest first, by status, a page at a time.
+pub async fn subscription(
+    viewer: Viewer,
+    id: web::Path<String>,
+    q: web::Query<DeliveryQuery>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let sub = load_subscription(&st, &viewer, &id).await?;
+    let status = q.status.clone().filter(|s| !s.is_empty());
+    if let Some(s) = &status {
+        if !deliveries::STATUSES.contains(&s.as_str()) {
+            return Err(PageError::BadRequest(
+                "status must be pending, succeeded or failed".into(),
+            ));
+        }
+    }
+    let (limit, cursor) = st.paging(&PageQuery {
+        limit: None,
+        cursor: q.cursor.clone().filter(|c| !c.is_empty()),
+    })?;
+    let page = st
+        .store
+        .list_deliveries(
+            &viewer.account.id,
+            &sub.id,
+            status.as_deref(),
+            cursor.as_ref(),
+            limit,
+        )
+        .await?;
+    let circuit = circuit_of(&st, &sub).await?;
+    view::html(&SubscriptionPage {
+        c: Chrome::signed_in(&viewer, "overview"),
+        created: when(sub.created_at_ms),
+        rate_limit: sub.rate_limit,
+        sub: SubRow::new(&sub, circuit, None),
+        status: status.unwrap_or_default(),
+        statuses: deliveries::STATUSES,
+        deliveries: page.items.into_iter().map(DeliveryRow::from).collect(),
+        next: page.next.map(|c| c.encode()),
+    })
+}
+
+/// One attempt as the timeline shows it.
+pub struct AttemptRow {
+    at: String,
+    duration_ms: u64,
+    status_code: Option<u16>,
+    response: Option<String>,
+    error: Option<String>,
+    next_attempt: Option<String>,
+}
+
+impl From<Attempt> for AttemptRow {
+    fn from(a: Attempt) -> Self {
+        Self {
+            at: human(&a.at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            response: a.response,
+            error: a.error,
+            next_attempt: a.next_attempt_at.as_deref().map(human),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/delivery.html")]
+struct DeliveryPage {
+    c: Chrome,
+    d: DeliveryRow,
+    attempts: Vec<AttemptRow>,
+}
+
+/// `GET /dashboard/deliveries/{id}`: the attempt timeline, oldest first.
+pub async fn delivery(
+    viewer: Viewer,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let id = parse_id(&id).ok_or(PageError::NotFound("delivery"))?;
+    let mut d = st
+        .store
+        .get_delivery(&viewer.account.id, &id)
+        .await?
+        .ok_or(PageError::NotFound("delivery"))?;
+    let history = std::mem::take(&mut d.history);
+    view::html(&DeliveryPage {
+        c: Chrome::signed_in(&viewer, "overview"),
+        d: d.into(),
+        attempts: history.into_iter().map(AttemptRow::from).collect(),
+    })
+}
+
+/// `POST /dashboard/deliveries/{id}/retry` (manage).
+pub async fn retry(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    deliveries::retry_now(&st, &viewer.account.id, &id).await?;
+    Ok(view::see_other(format!("/dashboard/deliveries/{id}")))
+}
+
+/// `?type=&id=&cursor=` of the events page.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    id: Option<String>,
+    cursor: Option<String>,
+}
+
+/// An event as a table row.
+pub struct EventRow {
+    id: Uuid,
+    event_type: String,
+    occurred: String,
+}
+
+impl From<&EventRecord> for EventRow {
+    fn from(e: &EventRecord) -> Self {
+        Self {
+            id: e.id,
+            event_type: e.event_type.clone(),
+            occurred: when(e.occurred_at_ms),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/events.html")]
+struct EventsPage {
+    c: Chrome,
+    types: Vec<String>,
+    event_type: String,
+    rows: Vec<EventRow>,
+    next: Option<String>,
+}
+
+/// `GET /dashboard/events`: the archive, newest first, by type; `?id=`
+/// jumps to one event.
+pub async fn events(
+    viewer: Viewer,
+    q: web::Query<EventsQuery>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    if let Some(id) = q.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+        let id = parse_id(id).ok_or(PageError::NotFound("event"))?;
+        return Ok(view::see_other(format!("/dashboard/events/{id}")));
+    }
+    let event_type = q.event_type.clone().filter(|t| !t.is_empty());
+    if let Some(t) = &event_type {
+        if !st.catalog.contains(t) {
+            return Err(PageError::BadRequest(format!("unknown event type `{t}`")));
+        }
+    }
+    let (limit, cursor) = st.paging(&PageQuery {
+        limit: None,
+        cursor: q.cursor.clone().filter(|c| !c.is_empty()),
+    })?;
+    let filter = EventFilter {
+        event_type: event_type.clone(),
+        from_ms: None,
+        to_ms: None,
+        cursor,
+        limit,
+    };
+    let page = st
+        .store
+        .list_events(&viewer.account.id, &filter, st.clock.now_ms())
+        .await?;
+    view::html(&EventsPage {
+        c: Chrome::signed_in(&viewer, "events"),
+        types: st.catalog.iter().map(|t| t.name.clone()).collect(),
+        event_type: event_type.unwrap_or_default(),
+        rows: page.items.iter().map(EventRow::from).collect(),
+        next: page.next.map(|c| c.encode()),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/event.html")]
+struct EventPage {
+    c: Chrome,
+    e: EventRow,
+    received: String,
+    payload: String,
+    deliveries: Vec<DeliveryRow>,
+    /// Enabled subscriptions taking this type: where a replay can go.
+    targets: Vec<Uuid>,
+}
+
+/// `GET /dashboard/events/{id}`: the payload and its deliveries.
+pub async fn event(
+    viewer: Viewer,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let account = viewer.account.id;
+    let id = parse_id(&id).ok_or(PageError::NotFound("event"))?;
+    let e = st
+        .store
+        .get_event(&account, &id)
+        .await?
+        .ok_or(PageError::NotFound("event"))?;
+    let deliveries = st.store.event_deliveries(&account, &id).await?;
+    let targets = st.store.routes_for(&account, &e.event_type).await?;
+    let payload = serde_json::from_str::<serde_json::Value>(&e.payload)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| e.payload.clone());
+    view::html(&EventPage {
+        c: Chrome::signed_in(&viewer, "events"),
+        e: EventRow::from(&e),
+        received: when(e.received_at_ms),
+        payload,
+        deliveries: deliveries.into_iter().map(DeliveryRow::from).collect(),
+        targets,
+    })
+}
+
+/// The replay form: all matching subscriptions, or one.
+#[derive(Debug, Deserialize)]
+pub struct ReplayForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    subscription_id: String,
+}
+
+/// `POST /dashboard/events/{id}/replay` (manage).
+pub async fn replay(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<ReplayForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    let target = match form.subscription_id.trim() {
+        "" => None,
+        s => Some(parse_id(s).ok_or(PageError::NotFound("subscription"))?),
+    };
+    api_events::replay_event(&st, &viewer.account.id, &id, target).await?;
+    Ok(view::see_other(format!("/dashboard/events/{id}")))
+}
+
+/// An event type as the catalogue page shows it.
+pub struct TypeRow {
+    name: String,
+    description: String,
+    schema: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/event_types.html")]
+struct EventTypesPage {
+    c: Chrome,
+    types: Vec<TypeRow>,
+}
+
+/// `GET /dashboard/event-types`: the catalogue with each schema.
+pub async fn event_types(
+    viewer: Viewer,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let types = st
+        .catalog
+        .iter()
+        .map(|t| TypeRow {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            schema: serde_json::to_string_pretty(&t.schema).unwrap_or_default(),
+        })
+        .collect();
+    view::html(&EventTypesPage {
+        c: Chrome::signed_in(&viewer, "event-types"),
+        types,
+    })
+}
+
+/// A notice as the notices page shows it.
+pub struct NoticeRow {
+    at: String,
+    what: &'static str,
+    subscription_id: Option<Uuid>,
+    endpoint: Option<String>,
+    reason: Option<String>,
+    failing_since: Option<String>,
+    event_id: Option<Uuid>,
+}
+
+impl From<Notice> for NoticeRow {
+    fn from(n: Notice) -> Self {
+        Self {
+            at: when(n.at_ms),
+            what: match n.kind {
+                NoticeKind::SubscriptionDisabled => "Subscription disabled",
+                NoticeKind::CircuitOpen => "Endpoint failing (circuit open)",
+                NoticeKind::ApiKeyRotated => "API key rotated",
+            },
+            subscription_id: n.subscription_id,
+            endpoint: n.endpoint,
+            reason: n.reason,
+            failing_since: n.failing_since_ms.map(when),
+            event_id: n.event_id,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/notices.html")]
+struct NoticesPage {
+    c: Chrome,
+    notices: Vec<NoticeRow>,
+}
+
+/// `GET /dashboard/notices`: what courier told the account's contact.
+pub async fn notices(viewer: Viewer, st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let notices = st
+        .store
+        .list_notices(&viewer.account.id, NOTICES_SHOWN)
+        .await?;
+    view::html(&NoticesPage {
+        c: Chrome::signed_in(&viewer, "notices"),
+        notices: notices.into_iter().map(NoticeRow::from).collect(),
+    })
+}

@@ -1,0 +1,149 @@
+//! Who is looking: the [`Viewer`] extractor reads the session cookie, finds
+//! the session in Redis by the hash of its id, extends its idle time and
+//! loads the account. Without a live session a page redirects to sign-in.
+//!
+//! Cookies are written by hand (two of them, fixed attributes): the
+//! session cookie `courier_session` (`HttpOnly; SameSite=Lax;
+//! Path=/dashboard`, `Secure` when `server.public_base_url` is https) and
+//! the sign-in form's CSRF cookie `courier_login` (`Path=/dashboard/login`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::error::PageError;
+use crate::api::AppState;
+use crate::domain::session::{hash_token, is_token, Scope, Session, SessionLimits};
+use crate::settings::Settings;
+use crate::store::AccountRecord;
+
+pub const SESSION_COOKIE: &str = "courier_session";
+pub const LOGIN_COOKIE: &str = "courier_login";
+
+/// The value of cookie `name` in the request, if any.
+pub fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+fn secure(settings: &Settings) -> &'static str {
+    if settings.server.public_base_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// `Set-Cookie` for a new session id.
+pub fn session_cookie(settings: &Settings, id: &str, max_age_secs: i64) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; Path=/dashboard; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
+        secure(settings)
+    )
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_session_cookie(settings: &Settings) -> String {
+    format!(
+        "{SESSION_COOKIE}=; Path=/dashboard; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        secure(settings)
+    )
+}
+
+/// `Set-Cookie` for the sign-in form's CSRF token.
+pub fn login_cookie(settings: &Settings, token: &str) -> String {
+    format!(
+        "{LOGIN_COOKIE}={token}; Path=/dashboard/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        secure(settings)
+    )
+}
+
+pub fn limits(settings: &Settings) -> SessionLimits {
+    let d = &settings.dashboard;
+    SessionLimits {
+        idle_ms: d.session_idle_minutes.get() as i64 * 60_000,
+        max_ms: d.session_max_hours.get() as i64 * 3_600_000,
+    }
+}
+
+/// A signed-in browser.
+pub struct Viewer {
+    pub account: AccountRecord,
+    pub session: Session,
+    /// The Redis name of the session (the hash of its id), to end it.
+    pub id_hash: String,
+}
+
+impl Viewer {
+    pub fn can_manage(&self) -> bool {
+        self.session.scope == Scope::Manage
+    }
+
+    /// A form post: the session's CSRF token must come with it (403
+    /// otherwise).
+    pub fn check_csrf(&self, presented: &str) -> Result<(), PageError> {
+        if self.session.csrf_matches(presented) {
+            Ok(())
+        } else {
+            Err(PageError::Forbidden(
+                "the form is out of date or did not come from this dashboard; reload the page and try again",
+            ))
+        }
+    }
+
+    /// A write: the CSRF token, and a session of the `manage` scope.
+    pub fn check_write(&self, presented: &str) -> Result<(), PageError> {
+        self.check_csrf(presented)?;
+        if !self.can_manage() {
+            return Err(PageError::Forbidden(
+                "this session may only read: sign in with a manage link or the API key to change anything",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequest for Viewer {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = cookie(req, SESSION_COOKIE).map(str::to_owned);
+        let st = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let st = st.ok_or(PageError::SignIn)?;
+            let id = id.filter(|i| is_token(i)).ok_or(PageError::SignIn)?;
+            let id_hash = hash_token(&id);
+            let session = st
+                .store
+                .get_session(&id_hash)
+                .await?
+                .ok_or(PageError::SignIn)?;
+            let limits = limits(&st.settings);
+            let Some(ttl) = session.ttl_ms(st.clock.now_ms(), limits) else {
+                st.store.delete_session(&id_hash).await?;
+                return Err(PageError::SignIn);
+            };
+            st.store.touch_session(&id_hash, ttl).await?;
+            let account = st
+                .store
+                .get_account(&session.account_id)
+                .await?
+                .ok_or(PageError::SignIn)?;
+            Ok(Viewer {
+                account,
+                session,
+                id_hash,
+            })
+        })
+    }
+}
