@@ -464,6 +464,7 @@ pub struct TypeRow {
     name: String,
     description: String,
     schema: String,
+    example: Option<String>,
 }
 
 #[derive(Template)]
@@ -473,7 +474,8 @@ struct EventTypesPage {
     types: Vec<TypeRow>,
 }
 
-/// `GET /dashboard/event-types`: the catalogue with each schema.
+/// `GET /dashboard/event-types`: the catalogue with each schema and
+/// example payload.
 pub async fn event_types(
     viewer: Viewer,
     st: web::Data<AppState>,
@@ -485,6 +487,10 @@ pub async fn event_types(
             name: t.name.clone(),
             description: t.description.clone(),
             schema: serde_json::to_string_pretty(&t.schema).unwrap_or_default(),
+            example: t
+                .example
+                .as_ref()
+                .and_then(|e| serde_json::to_string_pretty(e).ok()),
         })
         .collect();
     view::html(&EventTypesPage {

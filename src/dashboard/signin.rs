@@ -132,6 +132,11 @@ async fn start_session(st: &AppState, grant: &Grant) -> Result<HttpResponse, Pag
     let id = new_token();
     let ttl = s.ttl_ms(now, limits).unwrap_or(limits.idle_ms);
     st.store.put_session(&hash_token(&id), &s, ttl).await?;
+    tracing::info!(
+        account = %grant.account_id,
+        scope = grant.scope.as_str(),
+        "dashboard session started"
+    );
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/dashboard"))
         .insert_header((

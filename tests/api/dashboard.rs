@@ -636,6 +636,8 @@ async fn the_pages_list_subscriptions_deliveries_events_types_and_notices() {
     let p = b.get("/dashboard/event-types").await;
     assert!(p.body.contains("meter_data.received"));
     assert!(p.body.contains("start_interval"));
+    assert!(p.body.contains("Example payload"));
+    assert!(p.body.contains("mtr_123"), "{}", p.body);
 
     let p = b.get("/dashboard/notices").await;
     assert!(p.body.contains("API key rotated"), "{}", p.body);
