@@ -136,6 +136,16 @@ impl From<DeliveryRecord> for DeliveryRow {
     }
 }
 
+/// How a subscription is named in a list: its description, or its
+/// channel's target.
+fn label(s: &Subscription) -> String {
+    match (&s.description, &s.channel) {
+        (Some(d), _) => d.clone(),
+        (None, Channel::Webhook { url }) => url.clone(),
+        (None, Channel::Email { address, .. }) => address.clone(),
+    }
+}
+
 async fn load_subscription(
     st: &AppState,
     viewer: &Viewer,
@@ -402,8 +412,9 @@ struct EventPage {
     received: String,
     payload: String,
     deliveries: Vec<DeliveryRow>,
-    /// Enabled subscriptions taking this type: where a replay can go.
-    targets: Vec<Uuid>,
+    /// Enabled subscriptions taking this type (id, label): where a replay
+    /// can go.
+    targets: Vec<(Uuid, String)>,
 }
 
 /// `GET /dashboard/events/{id}`: the payload and its deliveries.
@@ -420,7 +431,17 @@ pub async fn event(
         .await?
         .ok_or(PageError::NotFound("event"))?;
     let deliveries = st.store.event_deliveries(&account, &id).await?;
-    let targets = st.store.routes_for(&account, &e.event_type).await?;
+    let routes = st.store.routes_for(&account, &e.event_type).await?;
+    let targets = join_all(
+        routes
+            .iter()
+            .map(|id| st.store.get_subscription(&account, id)),
+    )
+    .await
+    .into_iter()
+    .filter_map(|s| s.transpose())
+    .map(|s| s.map(|s| (s.id, label(&s))))
+    .collect::<Result<Vec<_>, _>>()?;
     let payload = serde_json::from_str::<serde_json::Value>(&e.payload)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| e.payload.clone());

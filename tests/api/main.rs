@@ -2,6 +2,7 @@
 //! Redis key prefix, so all of them run in parallel against one Redis.
 
 mod accounts;
+mod browser;
 mod claims;
 mod config;
 mod crash;
