@@ -1,6 +1,8 @@
 //! Who is looking: the [`Viewer`] extractor reads the session cookie, finds
 //! the session in Redis by the hash of its id, extends its idle time and
-//! loads the account. Without a live session a page redirects to sign-in.
+//! loads the account. Without a live session a page redirects to sign-in;
+//! a session started before the account's API key was last rotated is
+//! ended (the rotation may answer a leak).
 //!
 //! Cookies are written by hand (two of them, fixed attributes): the
 //! session cookie `courier_session` (`HttpOnly; SameSite=Lax;
@@ -139,6 +141,10 @@ impl FromRequest for Viewer {
                 .get_account(&session.account_id)
                 .await?
                 .ok_or(PageError::SignIn)?;
+            if session.predates_rotation(account.key_rotated_at_ms) {
+                st.store.delete_session(&id_hash).await?;
+                return Err(PageError::SignIn);
+            }
             Ok(Viewer {
                 account,
                 session,

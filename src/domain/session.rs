@@ -113,6 +113,12 @@ impl Session {
         (left > 0).then(|| left.min(limits.idle_ms))
     }
 
+    /// Whether the account's API key was rotated after this session began:
+    /// then the session ends, whichever way it was started.
+    pub fn predates_rotation(&self, key_rotated_at_ms: Option<i64>) -> bool {
+        key_rotated_at_ms.is_some_and(|r| r > self.created_at_ms)
+    }
+
     /// Whether a form's CSRF field is this session's (constant time).
     pub fn csrf_matches(&self, presented: &str) -> bool {
         !presented.is_empty() && secrets_equal(presented, &self.csrf)
@@ -165,6 +171,15 @@ mod tests {
         let near_end = LIMITS.max_ms - 60_000;
         assert_eq!(s.ttl_ms(near_end, LIMITS), Some(60_000));
         assert_eq!(s.ttl_ms(LIMITS.max_ms, LIMITS), None);
+    }
+
+    #[test]
+    fn a_key_rotation_after_sign_in_ends_the_session() {
+        let s = session(1_000);
+        assert!(!s.predates_rotation(None));
+        assert!(!s.predates_rotation(Some(999)));
+        assert!(!s.predates_rotation(Some(1_000)));
+        assert!(s.predates_rotation(Some(1_001)));
     }
 
     #[test]

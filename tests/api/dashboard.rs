@@ -511,6 +511,27 @@ async fn signing_out_ends_the_session_on_the_server() {
 }
 
 #[actix_web::test]
+async fn rotating_the_api_key_ends_the_sessions_started_before() {
+    let app = spawn().await;
+    let (_, key) = app.create_account().await;
+    let mut by_key = Browser::new(&app);
+    by_key.sign_in(&key).await;
+    let mut by_link = Browser::new(&app);
+    by_link.follow(&link_for(&app, &key, "read").await).await;
+    assert_eq!(by_link.get("/dashboard").await.status, 200);
+    app.clock.advance(Duration::from_secs(1));
+    let r = app
+        .post("/v1/api-keys/rotate", Some(&key), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(by_key.get("/dashboard").await.status, 303);
+    assert_eq!(by_link.get("/dashboard").await.status, 303);
+    let mut again = Browser::new(&app);
+    again.sign_in(r.body["api_key"].as_str().unwrap()).await;
+    assert_eq!(again.get("/dashboard").await.status, 200);
+}
+
+#[actix_web::test]
 async fn a_session_ends_at_its_absolute_age_however_busy() {
     let app = spawn().await;
     let (_, key) = app.create_account().await;
