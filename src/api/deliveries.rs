@@ -234,15 +234,27 @@ pub async fn recover(
         .map_err(|_| Invalid::new("since", "must be an RFC 3339 timestamp"))?
         .timestamp_millis();
     let sub = super::subscriptions::load(&st, &caller, &id).await?;
+    let queued = recover_since(&st, &caller.account.id, &sub.id, since).await?;
+    Ok(HttpResponse::Accepted().json(queued))
+}
+
+/// Re-queues every failed delivery of the account's subscription created at
+/// or after `since_ms`. The API and the dashboard both recover here.
+pub(crate) async fn recover_since(
+    st: &AppState,
+    account: &Uuid,
+    subscription: &Uuid,
+    since_ms: i64,
+) -> Result<Queued, ApiError> {
     let failed = st
         .store
-        .failed_since(&caller.account.id, &sub.id, since)
+        .failed_since(account, subscription, since_ms)
         .await?;
     let now = st.clock.now_ms();
     let mut queued = 0;
     let mut in_flight = 0;
     for chunk in failed.chunks(500) {
-        for r in st.store.requeue(&caller.account.id, chunk, now).await? {
+        for r in st.store.requeue(account, chunk, now).await? {
             match r {
                 Requeued::Queued => queued += 1,
                 Requeued::InFlight => in_flight += 1,
@@ -253,5 +265,5 @@ pub async fn recover(
     if queued > 0 {
         st.wake.notify_one();
     }
-    Ok(HttpResponse::Accepted().json(Queued { queued, in_flight }))
+    Ok(Queued { queued, in_flight })
 }

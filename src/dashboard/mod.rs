@@ -110,6 +110,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/logout").route(post().to(signin::logout)))
             .service(resource("/static/{name}").route(get().to(assets::serve)))
             .service(resource("/subscriptions/{id}").route(get().to(pages::subscription)))
+            .service(resource("/subscriptions/{id}/recover").route(post().to(pages::recover)))
             .service(resource("/deliveries/{id}").route(get().to(pages::delivery)))
             .service(resource("/deliveries/{id}/retry").route(post().to(pages::retry)))
             .service(resource("/events").route(get().to(pages::events)))

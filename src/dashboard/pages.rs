@@ -200,11 +200,13 @@ pub async fn overview(
     })
 }
 
-/// `?status=&cursor=` of a subscription page.
+/// `?status=&cursor=` of a subscription page (and what a recovery did).
 #[derive(Debug, Deserialize)]
 pub struct DeliveryQuery {
     status: Option<String>,
     cursor: Option<String>,
+    recovered: Option<usize>,
+    in_flight: Option<usize>,
 }
 
 #[derive(Template)]
@@ -218,6 +220,10 @@ struct SubscriptionPage {
     statuses: [&'static str; 3],
     deliveries: Vec<DeliveryRow>,
     next: Option<String>,
+    /// After a recovery: (queued, left alone because in flight).
+    recovered: Option<(usize, usize)>,
+    /// The recover form's default: a day ago.
+    recover_since: String,
 }
 
 /// `GET /dashboard/subscriptions/{id}`: the subscription and its
@@ -261,6 +267,8 @@ pub async fn subscription(
         statuses: deliveries::STATUSES,
         deliveries: page.items.into_iter().map(DeliveryRow::from).collect(),
         next: page.next.map(|c| c.encode()),
+        recovered: q.recovered.map(|n| (n, q.in_flight.unwrap_or(0))),
+        recover_since: view::time_input(st.clock.now_ms() - 86_400_000),
     })
 }
 
@@ -327,13 +335,58 @@ pub async fn retry(
     Ok(view::see_other(format!("/dashboard/deliveries/{id}")))
 }
 
+/// The recover form: failed deliveries created since a time.
+#[derive(Debug, Deserialize)]
+pub struct RecoverForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    since: String,
+}
+
+/// `POST /dashboard/subscriptions/{id}/recover` (manage): queues the
+/// failed deliveries created since the time given again.
+pub async fn recover(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<RecoverForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    let sub = load_subscription(&st, &viewer, &id).await?;
+    let since = view::parse_time_input(&form.since).ok_or_else(|| {
+        PageError::BadRequest("since must be a time such as 2026-11-29T18:00 (UTC)".into())
+    })?;
+    let done = deliveries::recover_since(&st, &viewer.account.id, &sub.id, since).await?;
+    Ok(view::see_other(format!(
+        "/dashboard/subscriptions/{}?recovered={}&in_flight={}",
+        sub.id, done.queued, done.in_flight
+    )))
+}
+
 /// `?type=&id=&cursor=` of the events page.
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
     #[serde(rename = "type")]
     event_type: Option<String>,
     id: Option<String>,
+    /// Occurred at or after (a form time, UTC).
+    from: Option<String>,
+    /// Occurred at or before.
+    to: Option<String>,
     cursor: Option<String>,
+}
+
+/// An optional form time, 400 when it is not one.
+fn time_field(name: &str, text: Option<&str>) -> Result<Option<i64>, PageError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => view::parse_time_input(t).map(Some).ok_or_else(|| {
+            PageError::BadRequest(format!(
+                "{name} must be a time such as 2026-11-29T18:00 (UTC)"
+            ))
+        }),
+    }
 }
 
 /// An event as a table row.
@@ -359,12 +412,15 @@ struct EventsPage {
     c: Chrome,
     types: Vec<String>,
     event_type: String,
+    /// The time range as typed (to fill the form and the next page's link).
+    from: String,
+    to: String,
     rows: Vec<EventRow>,
     next: Option<String>,
 }
 
-/// `GET /dashboard/events`: the archive, newest first, by type; `?id=`
-/// jumps to one event.
+/// `GET /dashboard/events`: the archive, newest first, by type and time
+/// range; `?id=` jumps to one event.
 pub async fn events(
     viewer: Viewer,
     q: web::Query<EventsQuery>,
@@ -384,10 +440,12 @@ pub async fn events(
         limit: None,
         cursor: q.cursor.clone().filter(|c| !c.is_empty()),
     })?;
+    let from_ms = time_field("from", q.from.as_deref())?;
+    let to_ms = time_field("to", q.to.as_deref())?;
     let filter = EventFilter {
         event_type: event_type.clone(),
-        from_ms: None,
-        to_ms: None,
+        from_ms,
+        to_ms,
         cursor,
         limit,
     };
@@ -399,6 +457,8 @@ pub async fn events(
         c: Chrome::signed_in(&viewer, "events"),
         types: st.catalog.iter().map(|t| t.name.clone()).collect(),
         event_type: event_type.unwrap_or_default(),
+        from: from_ms.map(view::time_input).unwrap_or_default(),
+        to: to_ms.map(view::time_input).unwrap_or_default(),
         rows: page.items.iter().map(EventRow::from).collect(),
         next: page.next.map(|c| c.encode()),
     })

@@ -92,3 +92,44 @@ pub fn human(rfc3339: &str) -> String {
         })
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
+
+/// A time typed into a form: what a `datetime-local` field sends
+/// (`2026-11-29T18:04` or with seconds), taken as UTC, or RFC 3339. In ms.
+pub fn parse_time_input(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+    .map(|t| t.and_utc().timestamp_millis())
+}
+
+/// The `datetime-local` value (UTC) of a time in ms, to fill a field again.
+pub fn time_input(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_times_are_utc_minutes_or_rfc_3339() {
+        let ms = 1_764_439_440_000; // 2025-11-29T18:04:00Z
+        assert_eq!(parse_time_input("2025-11-29T18:04"), Some(ms));
+        assert_eq!(parse_time_input(" 2025-11-29T18:04:00 "), Some(ms));
+        assert_eq!(parse_time_input("2025-11-29T19:04:00+01:00"), Some(ms));
+        assert_eq!(parse_time_input("yesterday"), None);
+        assert_eq!(time_input(ms), "2025-11-29T18:04");
+        assert_eq!(when(ms), "2025-11-29 18:04:00 UTC");
+    }
+}

@@ -663,3 +663,95 @@ async fn the_pages_list_subscriptions_deliveries_events_types_and_notices() {
     let p = b.get("/dashboard/notices").await;
     assert!(p.body.contains("API key rotated"), "{}", p.body);
 }
+
+#[actix_web::test]
+async fn failed_deliveries_are_recovered_from_the_subscription_page() {
+    let rx = crate::receiver::Receiver::start().await;
+    rx.default_reply("/down", crate::receiver::Reply::status(500));
+    let app = crate::helpers::spawn_app().await;
+    let (account, key) = app.create_account().await;
+    let (sub, _) = app
+        .subscribe(&key, &rx.url("/down"), &["customer.created"], json!({}))
+        .await;
+    let event = app.ingest(&account, "cus_1").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.poll_until(
+        &format!("/v1/events/{event}"),
+        &key,
+        Duration::from_secs(10),
+        |b| b["deliveries"][0]["status"] == "failed",
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    b.follow(&link_for(&app, &key, "manage").await).await;
+    let page = b.get(&format!("/dashboard/subscriptions/{sub}")).await;
+    assert!(
+        page.body.contains("Recover failed deliveries"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let recover = format!("/dashboard/subscriptions/{sub}/recover");
+    let r = b
+        .post(&recover, &[("csrf", &csrf), ("since", "yesterday")])
+        .await;
+    assert_eq!(r.status, 400);
+    let sent = rx.received("/down").len();
+    let r = b
+        .post(&recover, &[("csrf", &csrf), ("since", "2000-01-01T00:00")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let location = r.header("location").to_owned();
+    assert!(location.contains("recovered=1"), "{location}");
+    let page = b.get(&location).await;
+    assert!(
+        page.body.contains("1 failed delivery was queued again"),
+        "{}",
+        page.body
+    );
+    // Sent once more (and failed again: the receiver is still down).
+    let now = rx
+        .wait_for("/down", sent + 1, Duration::from_secs(10))
+        .await;
+    assert!(now.len() > sent, "not sent again");
+    // A read session may not.
+    let mut reader = Browser::new(&app);
+    reader.follow(&link_for(&app, &key, "read").await).await;
+    let page = reader.get(&format!("/dashboard/subscriptions/{sub}")).await;
+    assert!(!page.body.contains("Recover failed deliveries"));
+    let r = reader
+        .post(
+            &recover,
+            &[("csrf", &page.csrf()), ("since", "2000-01-01T00:00")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[actix_web::test]
+async fn events_are_filtered_by_time_range() {
+    let app = spawn().await;
+    let (key, _, event, _) = account_with_delivery(&app, "cus_1").await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&key).await;
+    let link = format!("/dashboard/events/{event}");
+    let hour = chrono::Duration::hours(1);
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let now = chrono::Utc::now();
+    let p = b
+        .get(&format!("/dashboard/events?from={}", fmt(now - hour)))
+        .await;
+    assert!(p.body.contains(&link), "{}", p.body);
+    let p = b
+        .get(&format!("/dashboard/events?from={}", fmt(now + hour)))
+        .await;
+    assert_eq!(p.status, 200);
+    assert!(!p.body.contains(&link));
+    let p = b
+        .get(&format!("/dashboard/events?to={}", fmt(now - hour)))
+        .await;
+    assert!(!p.body.contains(&link));
+    assert_eq!(b.get("/dashboard/events?from=soon").await.status, 400);
+}
