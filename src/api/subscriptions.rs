@@ -257,9 +257,18 @@ pub(crate) async fn load(
     caller: &Account,
     id: &str,
 ) -> Result<Subscription, ApiError> {
+    load_in(st, &caller.account.id, id).await
+}
+
+/// The account's subscription `id` (404 for another account's).
+pub(crate) async fn load_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+) -> Result<Subscription, ApiError> {
     let id = parse_id(id).ok_or(ApiError::NotFound("subscription"))?;
     st.store
-        .get_subscription(&caller.account.id, &id)
+        .get_subscription(account, &id)
         .await?
         .ok_or(ApiError::NotFound("subscription"))
 }
@@ -278,10 +287,20 @@ async fn modify(
     st: &AppState,
     caller: &Account,
     id: &str,
+    change: impl FnMut(&mut Subscription) -> Result<(), ApiError>,
+) -> Result<Subscription, ApiError> {
+    modify_in(st, &caller.account.id, id, change).await
+}
+
+/// [`modify`] for an account id (the dashboard has no API key).
+async fn modify_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
     mut change: impl FnMut(&mut Subscription) -> Result<(), ApiError>,
 ) -> Result<Subscription, ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load(st, caller, id).await?;
+        let current = load_in(st, account, id).await?;
         let mut next = current.clone();
         change(&mut next)?;
         next.version = current.version + 1;
@@ -495,10 +514,7 @@ pub async fn update(
             next.description = d.clone();
         }
         if let Some(e) = input.enabled {
-            next.enabled = e;
-            if e {
-                next.disabled_reason = None;
-            }
+            apply_enabled(next, e);
         }
         if let Some(r) = rate_limit {
             next.rate_limit = r;
@@ -525,10 +541,41 @@ pub async fn delete(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    delete_in(&st, &caller.account.id, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Switches a subscription on or off; switching it on forgets why courier
+/// had switched it off.
+fn apply_enabled(sub: &mut Subscription, enabled: bool) {
+    sub.enabled = enabled;
+    if enabled {
+        sub.disabled_reason = None;
+    }
+}
+
+/// Enables or disables the account's subscription `id`, as `PATCH
+/// {"enabled": …}` does. The dashboard's switch.
+pub(crate) async fn set_enabled(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+    enabled: bool,
+) -> Result<Subscription, ApiError> {
+    modify_in(st, account, id, |next| {
+        apply_enabled(next, enabled);
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes the account's subscription `id`. The API and the dashboard both
+/// delete here.
+pub(crate) async fn delete_in(st: &AppState, account: &Uuid, id: &str) -> Result<(), ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load(&st, &caller, &id).await?;
+        let current = load_in(st, account, id).await?;
         match st.store.delete_subscription(&current).await? {
-            PutOutcome::Ok => return Ok(HttpResponse::NoContent().finish()),
+            PutOutcome::Ok => return Ok(()),
             PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
             PutOutcome::Conflict => continue,
             other => {

@@ -111,6 +111,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/static/{name}").route(get().to(assets::serve)))
             .service(resource("/subscriptions/{id}").route(get().to(pages::subscription)))
             .service(resource("/subscriptions/{id}/recover").route(post().to(pages::recover)))
+            .service(resource("/subscriptions/{id}/enabled").route(post().to(pages::set_enabled)))
+            .service(
+                resource("/subscriptions/{id}/delete")
+                    .route(get().to(pages::confirm_delete))
+                    .route(post().to(pages::delete)),
+            )
             .service(resource("/deliveries/{id}").route(get().to(pages::delivery)))
             .service(resource("/deliveries/{id}/retry").route(post().to(pages::retry)))
             .service(resource("/events").route(get().to(pages::events)))

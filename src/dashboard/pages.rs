@@ -13,7 +13,9 @@ use super::error::PageError;
 use super::session::Viewer;
 use super::signin::CsrfForm;
 use super::view::{self, human, when, Chrome};
-use crate::api::{deliveries, events as api_events, AppState, PageQuery};
+use crate::api::{
+    deliveries, events as api_events, subscriptions as api_subs, AppState, PageQuery,
+};
 use crate::delivery::breaker::BreakerState;
 use crate::domain::notice::{Notice, NoticeKind};
 use crate::domain::parse_id;
@@ -333,6 +335,75 @@ pub async fn retry(
     viewer.check_write(&form.csrf)?;
     deliveries::retry_now(&st, &viewer.account.id, &id).await?;
     Ok(view::see_other(format!("/dashboard/deliveries/{id}")))
+}
+
+/// The enable/disable switch.
+#[derive(Debug, Deserialize)]
+pub struct EnabledForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    enabled: String,
+}
+
+/// `POST /dashboard/subscriptions/{id}/enabled` (manage): switches the
+/// subscription on (`enabled=true`) or off.
+pub async fn set_enabled(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<EnabledForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    let enabled = match form.enabled.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => {
+            return Err(PageError::BadRequest(
+                "enabled must be true or false".into(),
+            ))
+        }
+    };
+    let sub = api_subs::set_enabled(&st, &viewer.account.id, &id, enabled).await?;
+    Ok(view::see_other(format!(
+        "/dashboard/subscriptions/{}",
+        sub.id
+    )))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/delete.html")]
+struct DeletePage {
+    c: Chrome,
+    sub: SubRow,
+}
+
+/// `GET /dashboard/subscriptions/{id}/delete` (manage): asks first.
+pub async fn confirm_delete(
+    viewer: Viewer,
+    id: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let sub = load_subscription(&st, &viewer, &id).await?;
+    if !viewer.can_manage() {
+        return Err(PageError::Forbidden("this session may only read"));
+    }
+    view::html(&DeletePage {
+        c: Chrome::signed_in(&viewer, "overview"),
+        sub: SubRow::new(&sub, None, None),
+    })
+}
+
+/// `POST /dashboard/subscriptions/{id}/delete` (manage).
+pub async fn delete(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    api_subs::delete_in(&st, &viewer.account.id, &id).await?;
+    Ok(view::see_other("/dashboard".into()))
 }
 
 /// The recover form: failed deliveries created since a time.

@@ -755,3 +755,65 @@ async fn events_are_filtered_by_time_range() {
     assert!(!p.body.contains(&link));
     assert_eq!(b.get("/dashboard/events?from=soon").await.status, 400);
 }
+
+#[actix_web::test]
+async fn a_subscription_is_disabled_enabled_and_deleted_after_confirmation() {
+    let app = spawn().await;
+    let (key, sub, _, _) = account_with_delivery(&app, "cus_1").await;
+    let api = format!("/v1/subscriptions/{sub}");
+    let page_path = format!("/dashboard/subscriptions/{sub}");
+    let mut b = Browser::new(&app);
+    b.follow(&link_for(&app, &key, "manage").await).await;
+    let page = b.get(&page_path).await;
+    assert!(page.body.contains(">Disable<"), "{}", page.body);
+    let csrf = page.csrf();
+    let switch = format!("{page_path}/enabled");
+
+    assert_eq!(b.post(&switch, &[("enabled", "false")]).await.status, 403);
+    let r = b
+        .post(&switch, &[("csrf", &csrf), ("enabled", "false")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(app.get(&api, Some(&key)).await.body["enabled"], false);
+    assert!(b.get(&page_path).await.body.contains(">Enable<"));
+    let r = b
+        .post(&switch, &[("csrf", &csrf), ("enabled", "true")])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(app.get(&api, Some(&key)).await.body["enabled"], true);
+
+    // A read session sees neither the switch nor the delete page.
+    let mut reader = Browser::new(&app);
+    reader.follow(&link_for(&app, &key, "read").await).await;
+    let page = reader.get(&page_path).await;
+    assert!(!page.body.contains(">Disable<") && !page.body.contains("Delete…"));
+    let read_csrf = page.csrf();
+    assert_eq!(
+        reader
+            .post(&switch, &[("csrf", &read_csrf), ("enabled", "false")])
+            .await
+            .status,
+        403
+    );
+    let delete = format!("{page_path}/delete");
+    assert_eq!(reader.get(&delete).await.status, 403);
+    assert_eq!(
+        reader.post(&delete, &[("csrf", &read_csrf)]).await.status,
+        403
+    );
+
+    let confirm = b.get(&delete).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Delete this subscription?"));
+    assert_eq!(
+        app.get(&api, Some(&key)).await.status,
+        200,
+        "asking deletes nothing"
+    );
+    assert_eq!(b.post(&delete, &[("csrf", "wrong")]).await.status, 403);
+    let r = b.post(&delete, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), "/dashboard");
+    assert_eq!(app.get(&api, Some(&key)).await.status, 404);
+    assert_eq!(b.get(&page_path).await.status, 404);
+}
