@@ -370,8 +370,19 @@ pub async fn rotate_secret(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(rotate_secret_in(&st, &caller.account.id, &id).await?))
+}
+
+/// Gives the account's webhook subscription `id` a new signing secret; the
+/// old one signs alongside for `delivery.secret_grace_hours`. The API and
+/// the dashboard both rotate here.
+pub(crate) async fn rotate_secret_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+) -> Result<RotatedSecret, ApiError> {
     let grace_ms = st.settings.delivery.secret_grace_hours as i64 * 3_600_000;
-    let next = modify(&st, &caller, &id, |sub| {
+    let next = modify_in(st, account, id, |sub| {
         if !sub.channel.is_webhook() {
             return Err(ApiError::Unprocessable(
                 "not_a_webhook",
@@ -384,12 +395,12 @@ pub async fn rotate_secret(
         Ok(())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(RotatedSecret {
+    Ok(RotatedSecret {
         secret: next.secret.unwrap_or_default(),
         previous_secret_expires_at: format_ms(
             next.previous_secret_expires_at_ms.unwrap_or_default(),
         ),
-    }))
+    })
 }
 
 /// Send a signed test notification (`event_type` `courier.test`) to the
@@ -410,7 +421,18 @@ pub async fn test(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sub = load(&st, &caller, &id).await?;
+    Ok(HttpResponse::Ok().json(send_test(&st, &caller.account.id, &id).await?))
+}
+
+/// Sends a signed `courier.test` notification to the account's webhook
+/// subscription `id` now and reports the answer; nothing is recorded. The
+/// API and the dashboard both test here.
+pub(crate) async fn send_test(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+) -> Result<TestResult, ApiError> {
+    let sub = load_in(st, account, id).await?;
     let Channel::Webhook { url } = &sub.channel else {
         return Err(ApiError::Unprocessable(
             "not_a_webhook",
@@ -436,14 +458,14 @@ pub async fn test(
         std::num::NonZeroUsize::MIN,
     );
     let r = sender.post(url, &headers, body.into()).await;
-    Ok(HttpResponse::Ok().json(TestResult {
+    Ok(TestResult {
         success: r.error.is_none() && r.status.is_some_and(|s| (200..300).contains(&s)),
         status_code: r.status,
         duration_ms: r.duration_ms,
         response: r.response,
         error: r.error,
         webhook_id,
-    }))
+    })
 }
 
 /// Change a subscription. Switching an email subscription to a webhook

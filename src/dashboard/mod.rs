@@ -112,6 +112,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/subscriptions/{id}").route(get().to(pages::subscription)))
             .service(resource("/subscriptions/{id}/recover").route(post().to(pages::recover)))
             .service(resource("/subscriptions/{id}/enabled").route(post().to(pages::set_enabled)))
+            .service(resource("/subscriptions/{id}/secret").route(post().to(pages::rotate_secret)))
+            .service(resource("/subscriptions/{id}/test").route(post().to(pages::send_test)))
             .service(
                 resource("/subscriptions/{id}/delete")
                     .route(get().to(pages::confirm_delete))

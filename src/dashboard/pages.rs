@@ -406,6 +406,61 @@ pub async fn delete(
     Ok(view::see_other("/dashboard".into()))
 }
 
+#[derive(Template)]
+#[template(path = "dashboard/secret.html")]
+struct SecretPage {
+    c: Chrome,
+    sub: SubRow,
+    secret: String,
+    previous_until: String,
+}
+
+/// `POST /dashboard/subscriptions/{id}/secret` (manage): a new signing
+/// secret, shown in this answer only (it is not a redirect: reloading the
+/// subscription page does not show it again).
+pub async fn rotate_secret(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    let rotated = api_subs::rotate_secret_in(&st, &viewer.account.id, &id).await?;
+    let sub = load_subscription(&st, &viewer, &id).await?;
+    view::html(&SecretPage {
+        c: Chrome::signed_in(&viewer, "overview"),
+        sub: SubRow::new(&sub, None, None),
+        secret: rotated.secret,
+        previous_until: human(&rotated.previous_secret_expires_at),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/test_result.html")]
+struct TestPage {
+    c: Chrome,
+    sub: SubRow,
+    r: crate::api::subscriptions::TestResult,
+}
+
+/// `POST /dashboard/subscriptions/{id}/test` (manage): sends a signed test
+/// notification now and shows the endpoint's answer.
+pub async fn send_test(
+    viewer: Viewer,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    viewer.check_write(&form.csrf)?;
+    let sub = load_subscription(&st, &viewer, &id).await?;
+    let r = api_subs::send_test(&st, &viewer.account.id, &id).await?;
+    view::html(&TestPage {
+        c: Chrome::signed_in(&viewer, "overview"),
+        sub: SubRow::new(&sub, None, None),
+        r,
+    })
+}
+
 /// The recover form: failed deliveries created since a time.
 #[derive(Debug, Deserialize)]
 pub struct RecoverForm {

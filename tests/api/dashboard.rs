@@ -817,3 +817,64 @@ async fn a_subscription_is_disabled_enabled_and_deleted_after_confirmation() {
     assert_eq!(app.get(&api, Some(&key)).await.status, 404);
     assert_eq!(b.get(&page_path).await.status, 404);
 }
+
+#[actix_web::test]
+async fn the_signing_secret_is_rotated_and_shown_once_and_a_test_notification_reports_the_answer() {
+    let rx = crate::receiver::Receiver::start().await;
+    rx.default_reply("/hook", crate::receiver::Reply::status(204));
+    let app = spawn().await;
+    let (_, key) = app.create_account().await;
+    let (sub, old_secret) = app
+        .subscribe(&key, &rx.url("/hook"), &["customer.created"], json!({}))
+        .await;
+    let page_path = format!("/dashboard/subscriptions/{sub}");
+    let mut b = Browser::new(&app);
+    b.follow(&link_for(&app, &key, "manage").await).await;
+    let csrf = b.get(&page_path).await.csrf();
+
+    let rotate = format!("{page_path}/secret");
+    assert_eq!(b.post(&rotate, &[]).await.status, 403);
+    let shown = b.post(&rotate, &[("csrf", &csrf)]).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.header("cache-control"), "no-store");
+    let start = shown.body.find("whsec_").expect("the new secret is shown");
+    let secret = shown.body[start..].split('<').next().unwrap().to_owned();
+    assert_ne!(secret, old_secret);
+    assert!(
+        !b.get(&page_path).await.body.contains(&secret),
+        "shown once"
+    );
+
+    let test = format!("{page_path}/test");
+    let r = b.post(&test, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("delivered") && r.body.contains("204"),
+        "{}",
+        r.body
+    );
+    let got = rx.wait_for("/hook", 1, Duration::from_secs(5)).await;
+    let n = &got[0];
+    assert!(crate::delivery::verify(
+        &secret,
+        n.header("webhook-id"),
+        n.header("webhook-timestamp"),
+        &n.body,
+        n.header("webhook-signature"),
+    ));
+
+    let mut reader = Browser::new(&app);
+    reader.follow(&link_for(&app, &key, "read").await).await;
+    let page = reader.get(&page_path).await;
+    assert!(!page.body.contains("Rotate the signing secret"));
+    let read_csrf = page.csrf();
+    assert_eq!(
+        reader.post(&rotate, &[("csrf", &read_csrf)]).await.status,
+        403
+    );
+    assert_eq!(
+        reader.post(&test, &[("csrf", &read_csrf)]).await.status,
+        403
+    );
+    assert_eq!(rx.received("/hook").len(), 1);
+}
