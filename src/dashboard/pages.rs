@@ -297,15 +297,58 @@ impl From<Attempt> for AttemptRow {
     }
 }
 
+/// What a delivery sends, as far as it is the same on every attempt.
+pub enum Notification {
+    /// A webhook: the URL and the body, byte for byte (the signature and
+    /// the timestamp headers differ per attempt and are not shown).
+    Webhook { url: String, body: String },
+    /// An email to this address (and digest setting).
+    Email { to: String },
+    /// The subscription or the event is gone (deleted, or past retention).
+    Gone,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/delivery.html")]
 struct DeliveryPage {
     c: Chrome,
     d: DeliveryRow,
     attempts: Vec<AttemptRow>,
+    notification: Notification,
 }
 
-/// `GET /dashboard/deliveries/{id}`: the attempt timeline, oldest first.
+/// The notification `d` sends: rebuilt from its event and subscription by
+/// the function the deliverer uses.
+async fn notification_of(st: &AppState, d: &DeliveryRecord) -> Result<Notification, PageError> {
+    let account = &d.account_id;
+    let (sub, event) = futures_util::future::try_join(
+        st.store.get_subscription(account, &d.subscription_id),
+        st.store.get_event(account, &d.event_id),
+    )
+    .await?;
+    Ok(match (sub, event) {
+        (Some(sub), Some(e)) => match &sub.channel {
+            Channel::Webhook { url } => Notification::Webhook {
+                url: url.clone(),
+                body: crate::delivery::notification::body(
+                    &sub.id,
+                    &e.id,
+                    &e.event_type,
+                    e.occurred_at_ms,
+                    &d.id,
+                    &e.payload,
+                ),
+            },
+            Channel::Email { address, digest } => Notification::Email {
+                to: format!("{address} ({})", digest.as_str()),
+            },
+        },
+        _ => Notification::Gone,
+    })
+}
+
+/// `GET /dashboard/deliveries/{id}`: the attempt timeline, oldest first,
+/// and the notification the delivery sends.
 pub async fn delivery(
     viewer: Viewer,
     id: web::Path<String>,
@@ -318,10 +361,12 @@ pub async fn delivery(
         .await?
         .ok_or(PageError::NotFound("delivery"))?;
     let history = std::mem::take(&mut d.history);
+    let notification = notification_of(&st, &d).await?;
     view::html(&DeliveryPage {
         c: Chrome::signed_in(&viewer, "overview"),
         d: d.into(),
         attempts: history.into_iter().map(AttemptRow::from).collect(),
+        notification,
     })
 }
 

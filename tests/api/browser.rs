@@ -96,7 +96,26 @@ fn screenshot_dir() -> PathBuf {
 /// Saves the page as `<name>.png` and checks that everything it loaded
 /// came from `origin`.
 async fn snap(c: &Client, origin: &str, name: &str) {
+    // The whole page: the window grows to the page's height for the shot.
+    let (w, h) = c.get_window_size().await.unwrap();
+    let extra = c
+        .execute(
+            "return document.documentElement.scrollHeight - window.innerHeight",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0);
+    if extra > 0 {
+        c.set_window_size(w as u32, (h + extra) as u32)
+            .await
+            .unwrap();
+    }
     let png = c.screenshot().await.expect("a screenshot");
+    if extra > 0 {
+        c.set_window_size(w as u32, h as u32).await.unwrap();
+    }
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
     let loaded = c
         .execute(

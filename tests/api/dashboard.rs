@@ -639,6 +639,20 @@ async fn the_pages_list_subscriptions_deliveries_events_types_and_notices() {
     let p = b.get(&format!("/dashboard/deliveries/{delivery}")).await;
     assert!(p.body.contains("pending"));
     assert!(p.body.contains("Retry now"));
+    // The notification it sends, byte for byte (HTML-escaped).
+    assert!(
+        p.body.contains("POST http://127.0.0.1:9/hook"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains(&format!(
+            "&#34;delivery_id&#34;:&#34;{delivery}&#34;,&#34;payload&#34;:{{&#34;customer_id&#34;:&#34;cus_42&#34;}}"
+        )),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains(&format!("webhook-id: {delivery}")));
 
     let p = b.get("/dashboard/events?type=customer.created").await;
     assert!(p.body.contains(&format!("/dashboard/events/{event}")));
