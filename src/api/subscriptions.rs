@@ -180,6 +180,17 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let input: CreateSubscription =
         body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let sub = create_in(&st, &caller.account.id, &input).await?;
+    Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true)))
+}
+
+/// Checks `input` and stores it as a new subscription of the account. The
+/// API and the dashboard both create here.
+pub(crate) async fn create_in(
+    st: &AppState,
+    account: &Uuid,
+    input: &CreateSubscription,
+) -> Result<Subscription, ApiError> {
     let event_types = check_event_types(
         &input.event_types,
         &st.catalog,
@@ -191,7 +202,7 @@ pub async fn create(
     let now = st.clock.now_ms();
     let sub = Subscription {
         id: Uuid::now_v7(),
-        account_id: caller.account.id,
+        account_id: *account,
         event_types,
         secret: channel.is_webhook().then(new_signing_secret),
         previous_secret: None,
@@ -214,8 +225,8 @@ pub async fn create(
         )
         .await?
     {
-        PutOutcome::Ok => Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true))),
-        PutOutcome::Limit => Err(limit_error(&st)),
+        PutOutcome::Ok => Ok(sub),
+        PutOutcome::Limit => Err(limit_error(st)),
         other => Err(ApiError::Internal(format!(
             "creating a subscription: {other:?}"
         ))),
@@ -283,16 +294,6 @@ fn concurrent_update() -> ApiError {
 /// Loads the caller's subscription, applies `change` and writes it back at
 /// the version it read, starting over (up to `WRITE_ATTEMPTS` times) when
 /// another write came first. Returns what was written.
-async fn modify(
-    st: &AppState,
-    caller: &Account,
-    id: &str,
-    change: impl FnMut(&mut Subscription) -> Result<(), ApiError>,
-) -> Result<Subscription, ApiError> {
-    modify_in(st, &caller.account.id, id, change).await
-}
-
-/// [`modify`] for an account id (the dashboard has no API key).
 async fn modify_in(
     st: &AppState,
     account: &Uuid,
@@ -490,6 +491,20 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let input: UpdateSubscription =
         body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let (next, new_secret) = update_in(&st, &caller.account.id, &id, &input).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
+}
+
+/// Checks `input` and applies it to the account's subscription `id`;
+/// returns what was written and whether it got a new signing secret (an
+/// email subscription turned webhook). The API and the dashboard both
+/// change subscriptions here.
+pub(crate) async fn update_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+    input: &UpdateSubscription,
+) -> Result<(Subscription, bool), ApiError> {
     let event_types = input
         .event_types
         .as_deref()
@@ -516,7 +531,7 @@ pub async fn update(
         .transpose()?;
     let rate_limit = input.rate_limit.map(check_rate_limit).transpose()?;
     let mut new_secret = false;
-    let next = modify(&st, &caller, &id, |next| {
+    let next = modify_in(st, account, id, |next| {
         new_secret = false;
         if let Some(t) = &event_types {
             next.event_types = t.clone();
@@ -544,7 +559,7 @@ pub async fn update(
         Ok(())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
+    Ok((next, new_secret))
 }
 
 /// Delete a subscription. Events ingested afterwards are not delivered to it.

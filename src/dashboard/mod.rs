@@ -7,13 +7,14 @@
 //!   CSRF and scope checks.
 //! - [`signin`]: sign-in with the API key or a one-time link, sign-out.
 //! - [`pages`]: the account pages and their forms; thin, over the same store
-//!   calls the API makes.
+//!   calls the API makes. [`editor`]: the subscription form (create, edit).
 //! - [`view`]: the page chrome and rendering helpers; [`assets`]: the
 //!   stylesheet; [`error`]: failures as HTML pages.
 //!
 //! Every response carries the security headers of [`security_headers`].
 
 pub mod assets;
+pub mod editor;
 pub mod error;
 pub mod pages;
 pub mod session;
@@ -109,7 +110,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/links/{token}").route(get().to(signin::follow)))
             .service(resource("/logout").route(post().to(signin::logout)))
             .service(resource("/static/{name}").route(get().to(assets::serve)))
+            .service(
+                resource("/subscriptions/new")
+                    .route(get().to(editor::new_form))
+                    .route(post().to(editor::create)),
+            )
             .service(resource("/subscriptions/{id}").route(get().to(pages::subscription)))
+            .service(
+                resource("/subscriptions/{id}/edit")
+                    .route(get().to(editor::edit_form))
+                    .route(post().to(editor::update)),
+            )
             .service(resource("/subscriptions/{id}/recover").route(post().to(pages::recover)))
             .service(resource("/subscriptions/{id}/enabled").route(post().to(pages::set_enabled)))
             .service(resource("/subscriptions/{id}/secret").route(post().to(pages::rotate_secret)))

@@ -457,7 +457,24 @@ struct SecretPage {
     c: Chrome,
     sub: SubRow,
     secret: String,
-    previous_until: String,
+    /// Until when the previous secret signs too (after a rotation).
+    previous_until: Option<String>,
+}
+
+/// A page showing `sub`'s signing secret, once: the answer of the POST
+/// that made it.
+pub fn secret_page(
+    viewer: &Viewer,
+    sub: &Subscription,
+    secret: String,
+    previous_until: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    view::html(&SecretPage {
+        c: Chrome::signed_in(viewer, "overview"),
+        sub: SubRow::new(sub, None, None),
+        secret,
+        previous_until,
+    })
 }
 
 /// `POST /dashboard/subscriptions/{id}/secret` (manage): a new signing
@@ -472,12 +489,12 @@ pub async fn rotate_secret(
     viewer.check_write(&form.csrf)?;
     let rotated = api_subs::rotate_secret_in(&st, &viewer.account.id, &id).await?;
     let sub = load_subscription(&st, &viewer, &id).await?;
-    view::html(&SecretPage {
-        c: Chrome::signed_in(&viewer, "overview"),
-        sub: SubRow::new(&sub, None, None),
-        secret: rotated.secret,
-        previous_until: human(&rotated.previous_secret_expires_at),
-    })
+    secret_page(
+        &viewer,
+        &sub,
+        rotated.secret,
+        Some(human(&rotated.previous_secret_expires_at)),
+    )
 }
 
 #[derive(Template)]

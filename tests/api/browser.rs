@@ -303,6 +303,49 @@ async fn a_browser_signs_in_with_a_link_browses_and_replays_an_event() {
     );
     snap(&c, &origin, "event-replayed").await;
 
+    // A new webhook subscription through the form: its secret is shown.
+    c.goto(&format!("{origin}/dashboard/subscriptions/new"))
+        .await
+        .unwrap();
+    snap(&c, &origin, "new-subscription").await;
+    c.find(Locator::Css("input[name='description']"))
+        .await
+        .unwrap()
+        .send_keys("audit log")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[value='hosted_consent.revoked']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name='url']"))
+        .await
+        .unwrap()
+        .send_keys(&rx.url("/hooks/audit"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.editor button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !c.source().await.unwrap().contains("whsec_") {
+        assert!(Instant::now() < until, "no secret shown");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    snap(&c, &origin, "secret").await;
+    let subs = app.get("/v1/subscriptions", Some(&key)).await;
+    assert!(subs.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["description"] == "audit log"
+            && s["event_types"] == json!(["hosted_consent.revoked"])));
+
     c.goto(&format!("{origin}/dashboard/event-types"))
         .await
         .unwrap();

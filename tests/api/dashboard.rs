@@ -892,3 +892,153 @@ async fn the_signing_secret_is_rotated_and_shown_once_and_a_test_notification_re
     );
     assert_eq!(rx.received("/hook").len(), 1);
 }
+
+#[actix_web::test]
+async fn subscriptions_are_created_and_edited_through_the_form_with_the_apis_checks() {
+    let app = spawn().await;
+    let (_, key) = app.create_account().await;
+    let mut b = Browser::new(&app);
+    b.follow(&link_for(&app, &key, "manage").await).await;
+    assert!(b.get("/dashboard").await.body.contains("New subscription"));
+    let form = b.get("/dashboard/subscriptions/new").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("meter_data.received"));
+    let csrf = form.csrf();
+
+    // Refused by the API's checks: shown again with what was typed.
+    let r = b
+        .post(
+            "/dashboard/subscriptions/new",
+            &[
+                ("csrf", &csrf),
+                ("kind", "webhook"),
+                ("url", "http://127.0.0.1:9/typed"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("event_types"), "{}", r.body);
+    assert!(r.body.contains("http://127.0.0.1:9/typed"));
+    let r = b
+        .post(
+            "/dashboard/subscriptions/new",
+            &[
+                ("csrf", &csrf),
+                ("event_types", "meter.created"),
+                ("kind", "webhook"),
+                ("url", "ftp://127.0.0.1/x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("channel.url"), "{}", r.body);
+    assert!(app.get("/v1/subscriptions", Some(&key)).await.body["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // A webhook: its secret is shown once, in the answer.
+    let r = b
+        .post(
+            "/dashboard/subscriptions/new",
+            &[
+                ("csrf", &csrf),
+                ("description", "<b>pipeline</b>"),
+                ("event_types", "meter.created"),
+                ("event_types", "customer.created"),
+                ("kind", "webhook"),
+                ("url", "http://127.0.0.1:9/hook"),
+                ("digest", "immediate"),
+                ("rate_limit", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("whsec_"));
+    assert!(r.body.contains("&#60;b&#62;pipeline"), "{}", r.body);
+    let list = app.get("/v1/subscriptions", Some(&key)).await;
+    let sub = &list.body["data"][0];
+    assert_eq!(sub["description"], "<b>pipeline</b>");
+    assert_eq!(
+        sub["event_types"],
+        json!(["customer.created", "meter.created"])
+    );
+    assert_eq!(sub["channel"]["url"], "http://127.0.0.1:9/hook");
+    let id = sub["id"].as_str().unwrap().to_owned();
+
+    // Edited: the form starts from the stored values.
+    let edit = format!("/dashboard/subscriptions/{id}/edit");
+    let form = b.get(&edit).await;
+    assert!(
+        form.body.contains(r#"value="http://127.0.0.1:9/hook""#),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains(r#"value="meter.created" checked"#));
+    let r = b
+        .post(
+            &edit,
+            &[
+                ("csrf", &csrf),
+                ("description", ""),
+                ("event_types", "*"),
+                ("kind", "email"),
+                ("address", "dev@acme.example"),
+                ("digest", "hourly"),
+                ("rate_limit", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let sub = app
+        .get(&format!("/v1/subscriptions/{id}"), Some(&key))
+        .await;
+    assert_eq!(sub.body["channel"]["type"], "email");
+    assert_eq!(sub.body["channel"]["digest"], "hourly");
+    assert_eq!(sub.body["event_types"], json!(["*"]));
+    assert_eq!(sub.body["rate_limit"], 5);
+    assert!(sub.body.get("description").is_none_or(Value::is_null));
+    // Back to a webhook: a new secret, shown once.
+    let r = b
+        .post(
+            &edit,
+            &[
+                ("csrf", &csrf),
+                ("event_types", "*"),
+                ("kind", "webhook"),
+                ("url", "http://127.0.0.1:9/again"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("whsec_"));
+
+    // A read session may not.
+    let mut reader = Browser::new(&app);
+    reader.follow(&link_for(&app, &key, "read").await).await;
+    let read_csrf = reader.get("/dashboard").await.csrf();
+    assert!(!reader
+        .get("/dashboard")
+        .await
+        .body
+        .contains("New subscription"));
+    assert_eq!(reader.get("/dashboard/subscriptions/new").await.status, 403);
+    assert_eq!(reader.get(&edit).await.status, 403);
+    let r = reader
+        .post(
+            "/dashboard/subscriptions/new",
+            &[
+                ("csrf", &read_csrf),
+                ("event_types", "*"),
+                ("kind", "webhook"),
+                ("url", "http://127.0.0.1:9/x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        reader.post(&edit, &[("csrf", &read_csrf)]).await.status,
+        403
+    );
+    assert_eq!(b.post(&edit, &[("csrf", "wrong")]).await.status, 403);
+}
