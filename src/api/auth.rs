@@ -27,7 +27,7 @@ fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
 }
 
 /// Whether `token` is one of the configured admin keys.
-fn is_admin_key(st: &AppState, token: &str) -> bool {
+pub fn is_admin_key(st: &AppState, token: &str) -> bool {
     let mut ok = false;
     for key in &st.settings.auth.admin_keys {
         // No early exit: every key is compared.

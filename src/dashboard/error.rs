@@ -15,6 +15,9 @@ pub enum PageError {
     /// No (live) session: go and sign in.
     #[error("sign in first")]
     SignIn,
+    /// An operator's session on an account page: go to the operator page.
+    #[error("this is an operator's session")]
+    OperatorHome,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0} not found")]
@@ -50,7 +53,7 @@ struct ErrorPage<'a> {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            PageError::SignIn => StatusCode::SEE_OTHER,
+            PageError::SignIn | PageError::OperatorHome => StatusCode::SEE_OTHER,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -59,9 +62,14 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let PageError::SignIn = self {
+        let home = match self {
+            PageError::SignIn => Some("/dashboard/login"),
+            PageError::OperatorHome => Some("/dashboard/operator"),
+            _ => None,
+        };
+        if let Some(location) = home {
             return HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/dashboard/login"))
+                .insert_header((header::LOCATION, location))
                 .finish();
         }
         if let PageError::Api(e) = self {

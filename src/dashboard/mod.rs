@@ -8,6 +8,7 @@
 //! - [`signin`]: sign-in with the API key or a one-time link, sign-out.
 //! - [`pages`]: the account pages and their forms; thin, over the same store
 //!   calls the API makes. [`editor`]: the subscription form (create, edit).
+//! - [`operator`]: the operators' queue page (admin-key sessions).
 //! - [`view`]: the page chrome and rendering helpers; [`assets`]: the
 //!   stylesheet; [`error`]: failures as HTML pages.
 //!
@@ -16,6 +17,7 @@
 pub mod assets;
 pub mod editor;
 pub mod error;
+pub mod operator;
 pub mod pages;
 pub mod session;
 pub mod signin;
@@ -137,6 +139,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/events/{id}/replay").route(post().to(pages::replay)))
             .service(resource("/event-types").route(get().to(pages::event_types)))
             .service(resource("/notices").route(get().to(pages::notices)))
+            .service(resource("/operator").route(get().to(operator::queues)))
             .default_service(web::to(not_found)),
     );
 }

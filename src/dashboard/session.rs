@@ -18,7 +18,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::PageError;
 use crate::api::AppState;
-use crate::domain::session::{hash_token, is_token, Scope, Session, SessionLimits};
+use crate::domain::session::{hash_token, is_token, Holder, Scope, Session, SessionLimits};
 use crate::settings::Settings;
 use crate::store::AccountRecord;
 
@@ -93,13 +93,7 @@ impl Viewer {
     /// A form post: the session's CSRF token must come with it (403
     /// otherwise).
     pub fn check_csrf(&self, presented: &str) -> Result<(), PageError> {
-        if self.session.csrf_matches(presented) {
-            Ok(())
-        } else {
-            Err(PageError::Forbidden(
-                "the form is out of date or did not come from this dashboard; reload the page and try again",
-            ))
-        }
+        csrf(&self.session, presented)
     }
 
     /// A write: the CSRF token, and a session of the `manage` scope.
@@ -114,42 +108,120 @@ impl Viewer {
     }
 }
 
-impl FromRequest for Viewer {
+/// Any live session, an account's or an operator's (signing out needs no
+/// more).
+pub struct SignedIn {
+    pub session: Session,
+    /// The Redis name of the session (the hash of its id), to end it.
+    pub id_hash: String,
+}
+
+impl SignedIn {
+    /// The session the cookie names, if it lives; extends its idle time.
+    async fn find(st: &AppState, id: Option<String>) -> Result<Self, PageError> {
+        let id = id.filter(|i| is_token(i)).ok_or(PageError::SignIn)?;
+        let id_hash = hash_token(&id);
+        let session = st
+            .store
+            .get_session(&id_hash)
+            .await?
+            .ok_or(PageError::SignIn)?;
+        let limits = limits(&st.settings);
+        let Some(ttl) = session.ttl_ms(st.clock.now_ms(), limits) else {
+            st.store.delete_session(&id_hash).await?;
+            return Err(PageError::SignIn);
+        };
+        st.store.touch_session(&id_hash, ttl).await?;
+        Ok(Self { session, id_hash })
+    }
+
+    /// An account's session: the account, unless its key was rotated
+    /// since the session began (then the session ends).
+    async fn viewer(self, st: &AppState) -> Result<Viewer, PageError> {
+        let Holder::Account(account_id) = self.session.holder else {
+            return Err(PageError::OperatorHome);
+        };
+        let account = st
+            .store
+            .get_account(&account_id)
+            .await?
+            .ok_or(PageError::SignIn)?;
+        if self.session.predates_rotation(account.key_rotated_at_ms) {
+            st.store.delete_session(&self.id_hash).await?;
+            return Err(PageError::SignIn);
+        }
+        Ok(Viewer {
+            account,
+            session: self.session,
+            id_hash: self.id_hash,
+        })
+    }
+
+    /// Checks a form's CSRF token against the session's.
+    pub fn check_csrf(&self, presented: &str) -> Result<(), PageError> {
+        csrf(&self.session, presented)
+    }
+}
+
+/// 403 unless `presented` is the session's CSRF token.
+fn csrf(session: &Session, presented: &str) -> Result<(), PageError> {
+    if session.csrf_matches(presented) {
+        Ok(())
+    } else {
+        Err(PageError::Forbidden(
+            "the form is out of date or did not come from this dashboard; reload the page and try again",
+        ))
+    }
+}
+
+type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, PageError>>>>;
+
+fn extract<T: 'static>(
+    req: &HttpRequest,
+    then: impl AsyncFnOnce(SignedIn, web::Data<AppState>) -> Result<T, PageError> + 'static,
+) -> Extracted<T> {
+    let id = cookie(req, SESSION_COOKIE).map(str::to_owned);
+    let st = req.app_data::<web::Data<AppState>>().cloned();
+    Box::pin(async move {
+        let st = st.ok_or(PageError::SignIn)?;
+        let signed_in = SignedIn::find(&st, id).await?;
+        then(signed_in, st).await
+    })
+}
+
+impl FromRequest for SignedIn {
     type Error = PageError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let id = cookie(req, SESSION_COOKIE).map(str::to_owned);
-        let st = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let st = st.ok_or(PageError::SignIn)?;
-            let id = id.filter(|i| is_token(i)).ok_or(PageError::SignIn)?;
-            let id_hash = hash_token(&id);
-            let session = st
-                .store
-                .get_session(&id_hash)
-                .await?
-                .ok_or(PageError::SignIn)?;
-            let limits = limits(&st.settings);
-            let Some(ttl) = session.ttl_ms(st.clock.now_ms(), limits) else {
-                st.store.delete_session(&id_hash).await?;
-                return Err(PageError::SignIn);
-            };
-            st.store.touch_session(&id_hash, ttl).await?;
-            let account = st
-                .store
-                .get_account(&session.account_id)
-                .await?
-                .ok_or(PageError::SignIn)?;
-            if session.predates_rotation(account.key_rotated_at_ms) {
-                st.store.delete_session(&id_hash).await?;
-                return Err(PageError::SignIn);
-            }
-            Ok(Viewer {
-                account,
-                session,
-                id_hash,
-            })
+        extract(req, async |s, _| Ok(s))
+    }
+}
+
+impl FromRequest for Viewer {
+    type Error = PageError;
+    type Future = Extracted<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extract(req, async |s, st| s.viewer(&st).await)
+    }
+}
+
+/// An operator's session (signed in with an admin key).
+pub struct Operator {
+    pub session: Session,
+}
+
+impl FromRequest for Operator {
+    type Error = PageError;
+    type Future = Extracted<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        extract(req, async |s, _| match s.session.holder {
+            Holder::Operator => Ok(Operator { session: s.session }),
+            Holder::Account(_) => Err(PageError::Forbidden(
+                "this page is for the platform's operators: sign in with an admin key",
+            )),
         })
     }
 }

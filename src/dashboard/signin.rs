@@ -8,13 +8,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::PageError;
-use super::session::{self, Viewer, LOGIN_COOKIE};
+use super::session::{self, SignedIn, LOGIN_COOKIE};
 use super::view::{self, Chrome};
-use crate::api::auth::verify_account_key;
+use crate::api::auth::{is_admin_key, verify_account_key};
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::domain::api_key::secrets_equal;
-use crate::domain::session::{hash_token, is_token, new_token, Grant, Scope, Session};
+use crate::domain::session::{hash_token, is_token, new_token, Holder, Scope, Session};
 
 #[derive(Template)]
 #[template(path = "dashboard/login.html")]
@@ -67,7 +67,8 @@ pub async fn form(st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
 }
 
 /// `POST /dashboard/login`: checks the key as the API does, then starts a
-/// `manage` session (the key can do everything through the API anyway).
+/// `manage` session (the key can do everything through the API anyway); an
+/// admin key starts an operator's session (the queue page only).
 pub async fn submit(
     req: HttpRequest,
     form: web::Form<LoginForm>,
@@ -79,17 +80,12 @@ pub async fn submit(
             "the sign-in form is out of date; reload it and try again",
         ));
     }
-    match verify_account_key(&st, form.api_key.trim()).await {
-        Ok(account) => {
-            start_session(
-                &st,
-                &Grant {
-                    account_id: account.id,
-                    scope: Scope::Manage,
-                },
-            )
-            .await
-        }
+    let key = form.api_key.trim();
+    if is_admin_key(&st, key) {
+        return start_session(&st, Holder::Operator, Scope::Read).await;
+    }
+    match verify_account_key(&st, key).await {
+        Ok(account) => start_session(&st, Holder::Account(account.id), Scope::Manage).await,
         Err(ApiError::Unauthorized) => login_form(
             &st,
             actix_web::http::StatusCode::UNAUTHORIZED,
@@ -111,7 +107,7 @@ pub async fn follow(
         None
     };
     match grant {
-        Some(grant) => start_session(&st, &grant).await,
+        Some(grant) => start_session(&st, Holder::Account(grant.account_id), grant.scope).await,
         None => {
             let page = LinkUsed {
                 c: Chrome::anonymous("login"),
@@ -123,22 +119,30 @@ pub async fn follow(
     }
 }
 
-/// Stores a new session and sends the browser to the overview with its
-/// cookie.
-async fn start_session(st: &AppState, grant: &Grant) -> Result<HttpResponse, PageError> {
+/// Stores a new session and sends the browser to its first page (the
+/// overview, or the operator page) with its cookie.
+async fn start_session(
+    st: &AppState,
+    holder: Holder,
+    scope: Scope,
+) -> Result<HttpResponse, PageError> {
     let limits = session::limits(&st.settings);
     let now = st.clock.now_ms();
-    let s = Session::new(grant, now, limits);
+    let s = Session::new(holder, scope, now, limits);
     let id = new_token();
     let ttl = s.ttl_ms(now, limits).unwrap_or(limits.idle_ms);
     st.store.put_session(&hash_token(&id), &s, ttl).await?;
     tracing::info!(
-        account = %grant.account_id,
-        scope = grant.scope.as_str(),
+        holder = %holder.encode(),
+        scope = scope.as_str(),
         "dashboard session started"
     );
+    let home = match holder {
+        Holder::Account(_) => "/dashboard",
+        Holder::Operator => "/dashboard/operator",
+    };
     Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/dashboard"))
+        .insert_header((header::LOCATION, home))
         .insert_header((
             header::SET_COOKIE,
             session::session_cookie(&st.settings, &id, limits.max_ms / 1000),
@@ -156,7 +160,7 @@ pub struct CsrfForm {
 /// `POST /dashboard/logout`: ends the session in Redis, so the cookie is
 /// worthless even if it was copied.
 pub async fn logout(
-    viewer: Viewer,
+    viewer: SignedIn,
     form: web::Form<CsrfForm>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {

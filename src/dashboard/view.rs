@@ -15,8 +15,11 @@ pub struct Chrome {
     pub css: &'static str,
     /// Which navigation entry is current.
     pub section: &'static str,
-    /// The signed-in account; None on the sign-in and error pages.
+    /// The signed-in account (or operator); None on the sign-in and error
+    /// pages.
     pub who: Option<Who>,
+    /// An operator's session: the navigation is the operator page's.
+    pub operator: bool,
 }
 
 /// The signed-in account, as the header shows it.
@@ -35,6 +38,21 @@ impl Chrome {
             css: assets::stylesheet_path(),
             section,
             who: None,
+            operator: false,
+        }
+    }
+
+    pub fn operator(session: &crate::domain::session::Session) -> Self {
+        Self {
+            css: assets::stylesheet_path(),
+            section: "operator",
+            who: Some(Who {
+                account_name: "Operator".into(),
+                scope: "admin",
+                manage: false,
+                csrf: session.csrf.clone(),
+            }),
+            operator: true,
         }
     }
 
@@ -48,6 +66,7 @@ impl Chrome {
                 manage: viewer.can_manage(),
                 csrf: viewer.session.csrf.clone(),
             }),
+            operator: false,
         }
     }
 

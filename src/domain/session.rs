@@ -75,10 +75,37 @@ pub fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Who a session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// An account's developers: the account pages.
+    Account(Uuid),
+    /// The platform's operators (signed in with an admin key): the queue
+    /// page, no account's pages.
+    Operator,
+}
+
+impl Holder {
+    /// As stored: the account id, or `operator`.
+    pub fn encode(&self) -> String {
+        match self {
+            Holder::Account(id) => id.to_string(),
+            Holder::Operator => "operator".into(),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        match text {
+            "operator" => Some(Holder::Operator),
+            id => Uuid::parse_str(id).ok().map(Holder::Account),
+        }
+    }
+}
+
 /// A signed-in browser, as stored (under the hash of its id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub account_id: Uuid,
+    pub holder: Holder,
     pub scope: Scope,
     /// Sent back in a hidden field by every form; a POST without it is
     /// refused, so another site cannot post on the user's behalf.
@@ -96,10 +123,10 @@ pub struct SessionLimits {
 }
 
 impl Session {
-    pub fn new(grant: &Grant, now_ms: i64, limits: SessionLimits) -> Self {
+    pub fn new(holder: Holder, scope: Scope, now_ms: i64, limits: SessionLimits) -> Self {
         Self {
-            account_id: grant.account_id,
-            scope: grant.scope,
+            holder,
+            scope,
             csrf: new_token(),
             created_at_ms: now_ms,
             expires_at_ms: now_ms + limits.max_ms,
@@ -135,11 +162,7 @@ mod tests {
     };
 
     fn session(now: i64) -> Session {
-        let grant = Grant {
-            account_id: Uuid::nil(),
-            scope: Scope::Read,
-        };
-        Session::new(&grant, now, LIMITS)
+        Session::new(Holder::Account(Uuid::nil()), Scope::Read, now, LIMITS)
     }
 
     #[test]
@@ -188,6 +211,15 @@ mod tests {
         assert!(s.csrf_matches(&s.csrf.clone()));
         assert!(!s.csrf_matches(""));
         assert!(!s.csrf_matches(&new_token()));
+    }
+
+    #[test]
+    fn holders_are_stored_as_an_account_id_or_operator() {
+        let id = Uuid::now_v7();
+        for h in [Holder::Account(id), Holder::Operator] {
+            assert_eq!(Holder::decode(&h.encode()), Some(h));
+        }
+        assert_eq!(Holder::decode("someone"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::domain::notice::Notice;
-use crate::domain::session::{Grant, Scope, Session};
+use crate::domain::session::{Grant, Holder, Scope, Session};
 
 impl Store {
     /// Stores a one-time link's grant under its token's hash for `ttl_ms`.
@@ -51,7 +51,7 @@ impl Store {
             .hset_multiple(
                 &key,
                 &[
-                    ("account", s.account_id.to_string()),
+                    ("account", s.holder.encode()),
                     ("scope", s.scope.as_str().to_owned()),
                     ("csrf", s.csrf.clone()),
                     ("created_at", s.created_at_ms.to_string()),
@@ -75,7 +75,7 @@ impl Store {
         let mut take = |k: &str| h.remove(k);
         Ok((|| {
             Some(Session {
-                account_id: Uuid::parse_str(&take("account")?).ok()?,
+                holder: Holder::decode(&take("account")?)?,
                 scope: Scope::parse(&take("scope")?)?,
                 csrf: take("csrf")?,
                 created_at_ms: take("created_at")?.parse().ok()?,
@@ -117,6 +117,91 @@ impl Store {
             .iter()
             .filter_map(|r| serde_json::from_str::<Notice>(r).ok())
             .filter(|n| n.account_id == *account)
+            .collect())
+    }
+}
+
+/// One shard's queues, as the operator page shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardQueues {
+    pub shard: u16,
+    /// Deliveries due now, and waiting for a later time.
+    pub due: u64,
+    pub later: u64,
+    /// Due time of the oldest waiting delivery, ms.
+    pub oldest_due_ms: Option<i64>,
+    /// Deliveries in flight, and those whose lease has run out (their
+    /// process is gone; the next claim takes them back).
+    pub leased: u64,
+    pub lease_expired: u64,
+    /// Subscriptions with an open digest; digests being sent or retried.
+    pub digests: u64,
+    pub digests_sending: u64,
+    /// Operational emails waiting to be sent.
+    pub outbox: u64,
+}
+
+impl Store {
+    /// Every shard's queues at `now_ms`, read straight from Redis (so the
+    /// whole fleet's, whichever replica asks): one pipeline.
+    pub async fn shard_queues(&self, now_ms: i64) -> Result<Vec<ShardQueues>, StoreError> {
+        let shards = self.keys.shards();
+        let mut pipe = redis::pipe();
+        for shard in 0..shards {
+            let schedule = self.keys.schedule(shard);
+            let leases = self.keys.leases(shard);
+            pipe.zcount(&schedule, "-inf", now_ms)
+                .zcard(&schedule)
+                .zrange_withscores(&schedule, 0, 0)
+                .zcard(&leases)
+                .zcount(&leases, "-inf", now_ms)
+                .zcard(self.keys.digests(shard))
+                .zcard(self.keys.digests_sending(shard))
+                .zcard(self.keys.outbox(shard));
+        }
+        let mut conn = self.conn();
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(u64, u64, Vec<(String, f64)>, u64, u64, u64, u64, u64)> = {
+            let flat: Vec<redis::Value> = self
+                .run(async move { pipe.query_async(&mut conn).await })
+                .await?;
+            flat.chunks_exact(8)
+                .map(|c| {
+                    let n =
+                        |v: &redis::Value| redis::from_redis_value::<u64>(v.clone()).unwrap_or(0);
+                    let first = redis::from_redis_value::<Vec<(String, f64)>>(c[2].clone())
+                        .unwrap_or_default();
+                    (
+                        n(&c[0]),
+                        n(&c[1]),
+                        first,
+                        n(&c[3]),
+                        n(&c[4]),
+                        n(&c[5]),
+                        n(&c[6]),
+                        n(&c[7]),
+                    )
+                })
+                .collect()
+        };
+        Ok(rows
+            .into_iter()
+            .zip(0..shards)
+            .map(
+                |((due, all, first, leased, expired, digests, sending, outbox), shard)| {
+                    ShardQueues {
+                        shard,
+                        due,
+                        later: all.saturating_sub(due),
+                        oldest_due_ms: first.first().map(|(_, score)| *score as i64),
+                        leased,
+                        lease_expired: expired,
+                        digests,
+                        digests_sending: sending,
+                        outbox,
+                    }
+                },
+            )
             .collect())
     }
 }

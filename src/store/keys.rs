@@ -45,7 +45,7 @@
 //! | `<p>:endpoint:<url>` | hash | the circuit (`failures`, `open_until`, `cooldown`, the probe lease `probe`/`probe_at`/`probe_until`), `last_success`, `failing_since`, `v` (bumped on each change); expires days after its last write |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 //! | `<p>:dash-link:<sha256 of token>` | string | a one-time dashboard link's grant (JSON: account, scope); taken with `GETDEL`, expires after `dashboard.link_ttl_secs` |
-//! | `<p>:dash-session:<sha256 of id>` | hash | a dashboard session: `account`, `scope`, `csrf`, `created_at`, `expires_at`; expires when idle |
+//! | `<p>:dash-session:<sha256 of id>` | hash | a dashboard session: `account` (an id, or `operator`), `scope`, `csrf`, `created_at`, `expires_at`; expires when idle |
 
 use uuid::Uuid;
 

@@ -25,6 +25,7 @@ use crate::secrets::SecretBox;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
+pub use dashboard::ShardQueues;
 pub use deliveries::{
     Attempt, ClaimRef, Claimed, DeliveryRecord, LeaseMs, Outcome, Replayed, Requeued,
 };

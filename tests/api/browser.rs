@@ -376,5 +376,23 @@ async fn a_browser_signs_in_with_a_link_browses_and_replays_an_event() {
     snap(&c, &origin, "login").await;
     c.goto(&link).await.unwrap();
     assert!(c.source().await.unwrap().contains("no longer works"));
+
+    // An operator signs in with an admin key and sees the queues.
+    c.goto(&format!("{origin}/dashboard/login")).await.unwrap();
+    c.find(Locator::Id("api_key"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_KEY)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, "/dashboard/operator").await;
+    assert!(c.source().await.unwrap().contains("Queues"));
+    snap(&c, &origin, "operator").await;
     c.close().await.unwrap();
 }

@@ -174,9 +174,6 @@ async fn signing_in_with_the_api_key_opens_the_overview_and_a_wrong_key_does_not
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("not a valid API key"));
     assert!(b.session.is_none());
-    let admin = b.sign_in(ADMIN_KEY).await;
-    assert_eq!(admin.status, 401);
-    assert!(b.session.is_none());
 
     let signed = b.sign_in(&key).await;
     assert_eq!(signed.status, 303, "{}", signed.body);
@@ -1041,4 +1038,44 @@ async fn subscriptions_are_created_and_edited_through_the_form_with_the_apis_che
         403
     );
     assert_eq!(b.post(&edit, &[("csrf", "wrong")]).await.status, 403);
+}
+
+#[actix_web::test]
+async fn an_admin_key_signs_in_to_the_operators_queue_page_only() {
+    let app = spawn().await;
+    // One delivery due now (no engine claims it).
+    let (key, _, _, _) = account_with_delivery(&app, "cus_1").await;
+    let mut op = Browser::new(&app);
+    assert_eq!(op.get("/dashboard/operator").await.status, 303);
+    let r = op.sign_in(ADMIN_KEY).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), "/dashboard/operator");
+    let page = op.get("/dashboard/operator").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Queues"));
+    assert!(
+        page.body.contains("<td>all</td><td>1</td>"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .header("content-security-policy")
+        .contains("script-src 'none'"));
+    // No account's pages for an operator.
+    let r = op.get("/dashboard").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), "/dashboard/operator");
+    // No operator page for an account.
+    let mut dev = Browser::new(&app);
+    dev.sign_in(&key).await;
+    assert_eq!(dev.get("/dashboard/operator").await.status, 403);
+    // Signing out ends it.
+    let csrf = page.csrf();
+    assert_eq!(
+        op.post("/dashboard/logout", &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(op.get("/dashboard/operator").await.status, 303);
 }
