@@ -15,6 +15,10 @@ pub enum PageError {
     /// No (live) session: go and sign in.
     #[error("sign in first")]
     SignIn,
+    /// No session, on a page worth coming back to after sign-in (a path
+    /// [`super::session::return_path`] accepted).
+    #[error("sign in first")]
+    SignInThen(String),
     /// An operator's session on an account page: go to the operator page.
     #[error("this is an operator's session")]
     OperatorHome,
@@ -53,7 +57,9 @@ struct ErrorPage<'a> {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            PageError::SignIn | PageError::OperatorHome => StatusCode::SEE_OTHER,
+            PageError::SignIn | PageError::SignInThen(_) | PageError::OperatorHome => {
+                StatusCode::SEE_OTHER
+            }
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -63,8 +69,12 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         let home = match self {
-            PageError::SignIn => Some("/dashboard/login"),
-            PageError::OperatorHome => Some("/dashboard/operator"),
+            PageError::SignIn => Some("/dashboard/login".to_owned()),
+            PageError::SignInThen(next) => Some(format!(
+                "/dashboard/login?next={}",
+                url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            )),
+            PageError::OperatorHome => Some("/dashboard/operator".to_owned()),
             _ => None,
         };
         if let Some(location) = home {

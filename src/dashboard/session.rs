@@ -176,15 +176,45 @@ fn csrf(session: &Session, presented: &str) -> Result<(), PageError> {
 
 type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, PageError>>>>;
 
+/// Where sign-in may send the browser back to: a dashboard page (an
+/// email's link, say), never the sign-in pages themselves nor anything
+/// outside (so `next=` cannot be used to redirect elsewhere).
+pub fn return_path(path: &str) -> Option<&str> {
+    // The overview is where sign-in goes anyway.
+    let page = path.starts_with("/dashboard/") && path != "/dashboard/";
+    let excluded = [
+        "/dashboard/login",
+        "/dashboard/links/",
+        "/dashboard/logout",
+        "/dashboard/static/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        && !path.contains("//")
+        && !path.contains("..");
+    (page && !excluded && plain && path.len() <= 200).then_some(path)
+}
+
 fn extract<T: 'static>(
     req: &HttpRequest,
     then: impl AsyncFnOnce(SignedIn, web::Data<AppState>) -> Result<T, PageError> + 'static,
 ) -> Extracted<T> {
     let id = cookie(req, SESSION_COOKIE).map(str::to_owned);
     let st = req.app_data::<web::Data<AppState>>().cloned();
+    // A page asked for without a session is shown after sign-in.
+    let next = (req.method() == actix_web::http::Method::GET)
+        .then(|| return_path(req.path()).map(str::to_owned))
+        .flatten();
     Box::pin(async move {
         let st = st.ok_or(PageError::SignIn)?;
-        let signed_in = SignedIn::find(&st, id).await?;
+        let found = match SignedIn::find(&st, id).await {
+            Err(PageError::SignIn) => Err(next.map_or(PageError::SignIn, PageError::SignInThen)),
+            other => other,
+        };
+        let signed_in = found?;
         then(signed_in, st).await
     })
 }
@@ -223,5 +253,33 @@ impl FromRequest for Operator {
                 "this page is for the platform's operators: sign in with an admin key",
             )),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_returns_only_to_plain_dashboard_pages() {
+        let event = "/dashboard/events/01a22615-5517-7000-8000-000000000000";
+        assert_eq!(return_path(event), Some(event));
+        for bad in [
+            "/dashboard",
+            "/dashboard/",
+            "https://evil.example/",
+            "//evil.example/dashboard",
+            "/dashboard//evil.example",
+            "/dashboardx",
+            "/dashboard/login",
+            "/dashboard/links/abc",
+            "/dashboard/logout",
+            "/dashboard/../v1/accounts",
+            "/dashboard/a\\b",
+            "/dashboard/a%2f",
+            "/v1/events",
+        ] {
+            assert_eq!(return_path(bad), None, "{bad}");
+        }
     }
 }

@@ -22,6 +22,8 @@ struct LoginPage {
     c: Chrome,
     csrf: String,
     problem: Option<&'static str>,
+    /// The page to go to once signed in, if one was asked for.
+    next: Option<String>,
 }
 
 #[derive(Template)]
@@ -37,6 +39,18 @@ pub struct LoginForm {
     api_key: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `?next=` of the sign-in page.
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+fn next_page(next: Option<&str>) -> Option<String> {
+    next.and_then(session::return_path).map(str::to_owned)
 }
 
 /// The sign-in form, with a fresh CSRF token in a cookie and in the form
@@ -45,12 +59,14 @@ fn login_form(
     st: &AppState,
     status: actix_web::http::StatusCode,
     problem: Option<&'static str>,
+    next: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let csrf = new_token();
     let page = LoginPage {
         c: Chrome::anonymous("login"),
         csrf: csrf.clone(),
         problem,
+        next,
     };
     Ok(HttpResponse::build(status)
         .insert_header((
@@ -62,8 +78,16 @@ fn login_form(
 }
 
 /// `GET /dashboard/login`.
-pub async fn form(st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    login_form(&st, actix_web::http::StatusCode::OK, None)
+pub async fn form(
+    q: web::Query<NextQuery>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    login_form(
+        &st,
+        actix_web::http::StatusCode::OK,
+        None,
+        next_page(q.next.as_deref()),
+    )
 }
 
 /// `POST /dashboard/login`: checks the key as the API does, then starts a
@@ -81,15 +105,17 @@ pub async fn submit(
         ));
     }
     let key = form.api_key.trim();
+    let next = next_page(Some(&form.next));
     if is_admin_key(&st, key) {
-        return start_session(&st, Holder::Operator, Scope::Read).await;
+        return start_session(&st, Holder::Operator, Scope::Read, None).await;
     }
     match verify_account_key(&st, key).await {
-        Ok(account) => start_session(&st, Holder::Account(account.id), Scope::Manage).await,
+        Ok(account) => start_session(&st, Holder::Account(account.id), Scope::Manage, next).await,
         Err(ApiError::Unauthorized) => login_form(
             &st,
             actix_web::http::StatusCode::UNAUTHORIZED,
             Some("That is not a valid API key."),
+            next,
         ),
         Err(e) => Err(e.into()),
     }
@@ -107,7 +133,9 @@ pub async fn follow(
         None
     };
     match grant {
-        Some(grant) => start_session(&st, Holder::Account(grant.account_id), grant.scope).await,
+        Some(grant) => {
+            start_session(&st, Holder::Account(grant.account_id), grant.scope, None).await
+        }
         None => {
             let page = LinkUsed {
                 c: Chrome::anonymous("login"),
@@ -119,12 +147,14 @@ pub async fn follow(
     }
 }
 
-/// Stores a new session and sends the browser to its first page (the
-/// overview, or the operator page) with its cookie.
+/// Stores a new session and sends the browser to its first page (the one
+/// asked for before sign-in, the overview, or the operator page) with its
+/// cookie.
 async fn start_session(
     st: &AppState,
     holder: Holder,
     scope: Scope,
+    next: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let limits = session::limits(&st.settings);
     let now = st.clock.now_ms();
@@ -138,8 +168,8 @@ async fn start_session(
         "dashboard session started"
     );
     let home = match holder {
-        Holder::Account(_) => "/dashboard",
-        Holder::Operator => "/dashboard/operator",
+        Holder::Account(_) => next.unwrap_or_else(|| "/dashboard".to_owned()),
+        Holder::Operator => "/dashboard/operator".to_owned(),
     };
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, home))

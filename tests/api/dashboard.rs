@@ -1079,3 +1079,56 @@ async fn an_admin_key_signs_in_to_the_operators_queue_page_only() {
     );
     assert_eq!(op.get("/dashboard/operator").await.status, 303);
 }
+
+#[actix_web::test]
+async fn a_page_asked_for_before_sign_in_is_shown_after_it() {
+    let app = spawn().await;
+    let (key, _, event, _) = account_with_delivery(&app, "cus_1").await;
+    let path = format!("/dashboard/events/{event}");
+    let mut b = Browser::new(&app);
+    // As from an email's link.
+    let r = b.get(&path).await;
+    assert_eq!(r.status, 303);
+    let login = r.header("location").to_owned();
+    assert_eq!(
+        login,
+        format!("/dashboard/login?next=%2Fdashboard%2Fevents%2F{event}")
+    );
+    let form = b.get(&login).await;
+    assert!(
+        form.body
+            .contains(&format!(r#"name="next" value="{path}""#)),
+        "{}",
+        form.body
+    );
+    let (cookie, _) = form.set_cookie("courier_login").unwrap();
+    let post = |next: String| {
+        let req = awc::Client::builder()
+            .disable_redirects()
+            .finish()
+            .post(app.url("/dashboard/login"))
+            .insert_header(("Cookie", format!("courier_login={cookie}")));
+        let csrf = form.csrf();
+        let key = key.clone();
+        async move {
+            let res = req
+                .send_form(&[("api_key", key), ("csrf", csrf), ("next", next)])
+                .await
+                .unwrap();
+            res.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        }
+    };
+    assert_eq!(post(path.clone()).await, path);
+    // Never anywhere else.
+    for elsewhere in ["https://evil.example/", "//evil.example", "/v1/accounts"] {
+        assert_eq!(
+            post(elsewhere.to_owned()).await,
+            "/dashboard",
+            "{elsewhere}"
+        );
+    }
+}
