@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{body, AppState, PageQuery};
 use crate::domain::event::format_ms;
 use crate::domain::{parse_id, Invalid};
-use crate::store::{Attempt, DeliveryRecord, Requeued};
+use crate::store::{Attempt, DeliveryFilter, DeliveryRecord, Requeued};
 
 /// Delivery statuses a filter may name.
 pub(crate) const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
@@ -71,12 +71,16 @@ pub struct DeliveryList {
     pub next_cursor: Option<String>,
 }
 
-/// `?status=` of a delivery listing.
+/// `?status=&from=&to=` of a delivery listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// `pending`, `succeeded` or `failed`.
     pub status: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Created at or before (RFC 3339).
+    pub to: Option<String>,
 }
 
 /// Answer of a retry.
@@ -126,9 +130,13 @@ pub async fn list(
         .list_deliveries(
             &caller.account.id,
             &sub.id,
-            filter.status.as_deref(),
-            cursor.as_ref(),
-            limit,
+            &DeliveryFilter {
+                status: filter.status.as_deref(),
+                from_ms: super::events::parse_time("from", filter.from.as_deref())?,
+                to_ms: super::events::parse_time("to", filter.to.as_deref())?,
+                cursor: cursor.as_ref(),
+                limit,
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(DeliveryList {

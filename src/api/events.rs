@@ -337,7 +337,7 @@ fn failed(index: usize, err: &ApiError) -> BatchItem {
     }
 }
 
-fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.map(|t| {
         DateTime::parse_from_rfc3339(t)
             .map(|d| d.timestamp_millis())

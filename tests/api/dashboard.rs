@@ -1132,3 +1132,50 @@ async fn a_page_asked_for_before_sign_in_is_shown_after_it() {
         );
     }
 }
+
+#[actix_web::test]
+async fn a_subscriptions_deliveries_are_filtered_by_creation_time_in_the_api_and_the_dashboard() {
+    let app = spawn().await;
+    let (key, sub, _, delivery) = account_with_delivery(&app, "cus_1").await;
+    let now = chrono::Utc::now();
+    let hour = chrono::Duration::hours(1);
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let api = |q: String| {
+        let path = format!("/v1/subscriptions/{sub}/deliveries?{q}");
+        let key = key.clone();
+        let app = &app;
+        async move { app.get(&path, Some(&key)).await }
+    };
+    let listed = |r: &crate::helpers::Reply| r.body["data"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed(&api(format!("from={}", rfc(now - hour))).await), 1);
+    assert_eq!(listed(&api(format!("from={}", rfc(now + hour))).await), 0);
+    assert_eq!(listed(&api(format!("to={}", rfc(now - hour))).await), 0);
+    assert_eq!(
+        listed(&api(format!("status=pending&to={}", rfc(now + hour))).await),
+        1
+    );
+    assert_eq!(api("from=soon".into()).await.status, 422);
+
+    let mut b = Browser::new(&app);
+    b.sign_in(&key).await;
+    let link = format!("/dashboard/deliveries/{delivery}");
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let page = |q: String| format!("/dashboard/subscriptions/{sub}?{q}");
+    assert!(b
+        .get(&page(format!("from={}", fmt(now - hour))))
+        .await
+        .body
+        .contains(&link));
+    assert!(!b
+        .get(&page(format!("from={}", fmt(now + hour))))
+        .await
+        .body
+        .contains(&link));
+    assert!(!b
+        .get(&page(format!("status=pending&to={}", fmt(now - hour))))
+        .await
+        .body
+        .contains(&link));
+    assert_eq!(b.get(&page("to=later".into())).await.status, 400);
+}

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{label, DeliveryRow};
+use super::{label, time_field, DeliveryRow};
 use crate::api::{events as api_events, AppState, PageQuery};
 use crate::dashboard::error::PageError;
 use crate::dashboard::session::Viewer;
@@ -26,18 +26,6 @@ pub struct EventsQuery {
     /// Occurred at or before.
     to: Option<String>,
     cursor: Option<String>,
-}
-
-/// An optional form time, 400 when it is not one.
-fn time_field(name: &str, text: Option<&str>) -> Result<Option<i64>, PageError> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(t) => view::parse_time_input(t).map(Some).ok_or_else(|| {
-            PageError::BadRequest(format!(
-                "{name} must be a time such as 2026-11-29T18:00 (UTC)"
-            ))
-        }),
-    }
 }
 
 /// An event as a table row.

@@ -167,3 +167,15 @@ async fn load_subscription(
         .await?
         .ok_or(PageError::NotFound("subscription"))
 }
+
+/// An optional form time, 400 when it is not one.
+pub(super) fn time_field(name: &str, text: Option<&str>) -> Result<Option<i64>, PageError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => super::view::parse_time_input(t).map(Some).ok_or_else(|| {
+            PageError::BadRequest(format!(
+                "{name} must be a time such as 2026-11-29T18:00 (UTC)"
+            ))
+        }),
+    }
+}

@@ -6,11 +6,12 @@ use askama::Template;
 use futures_util::future::join_all;
 use serde::Deserialize;
 
-use super::{circuit_of, load_subscription, CursorQuery, DeliveryRow, SubRow};
+use super::{circuit_of, load_subscription, time_field, CursorQuery, DeliveryRow, SubRow};
 use crate::api::{deliveries, AppState, PageQuery};
 use crate::dashboard::error::PageError;
 use crate::dashboard::session::Viewer;
 use crate::dashboard::view::{self, when, Chrome};
+use crate::store::DeliveryFilter;
 
 #[derive(Template)]
 #[template(path = "dashboard/overview.html")]
@@ -38,7 +39,17 @@ pub async fn overview(
             let circuit = circuit_of(st, s).await?;
             let newest = st
                 .store
-                .list_deliveries(&account, &s.id, None, None, 1)
+                .list_deliveries(
+                    &account,
+                    &s.id,
+                    &DeliveryFilter {
+                        status: None,
+                        from_ms: None,
+                        to_ms: None,
+                        cursor: None,
+                        limit: 1,
+                    },
+                )
                 .await?;
             let last_error = newest.items.into_iter().next().and_then(|d| d.error);
             Ok::<_, PageError>(SubRow::new(s, circuit, last_error))
@@ -58,6 +69,9 @@ pub async fn overview(
 #[derive(Debug, Deserialize)]
 pub struct DeliveryQuery {
     status: Option<String>,
+    /// Created at or after / at or before (form times, UTC).
+    from: Option<String>,
+    to: Option<String>,
     cursor: Option<String>,
     recovered: Option<usize>,
     in_flight: Option<usize>,
@@ -72,6 +86,9 @@ struct SubscriptionPage {
     rate_limit: Option<u32>,
     status: String,
     statuses: [&'static str; 3],
+    /// The time range as typed (to fill the form and the next page's link).
+    from: String,
+    to: String,
     deliveries: Vec<DeliveryRow>,
     next: Option<String>,
     /// After a recovery: (queued, left alone because in flight).
@@ -81,7 +98,7 @@ struct SubscriptionPage {
 }
 
 /// `GET /dashboard/subscriptions/{id}`: the subscription and its
-/// deliveries, newest first, by status, a page at a time.
+/// deliveries, newest first, by status and creation time, a page at a time.
 pub async fn subscription(
     viewer: Viewer,
     id: web::Path<String>,
@@ -97,6 +114,8 @@ pub async fn subscription(
             ));
         }
     }
+    let from_ms = time_field("from", q.from.as_deref())?;
+    let to_ms = time_field("to", q.to.as_deref())?;
     let (limit, cursor) = st.paging(&PageQuery {
         limit: None,
         cursor: q.cursor.clone().filter(|c| !c.is_empty()),
@@ -106,9 +125,13 @@ pub async fn subscription(
         .list_deliveries(
             &viewer.account.id,
             &sub.id,
-            status.as_deref(),
-            cursor.as_ref(),
-            limit,
+            &DeliveryFilter {
+                status: status.as_deref(),
+                from_ms,
+                to_ms,
+                cursor: cursor.as_ref(),
+                limit,
+            },
         )
         .await?;
     let circuit = circuit_of(&st, &sub).await?;
@@ -119,6 +142,8 @@ pub async fn subscription(
         sub: SubRow::new(&sub, circuit, None),
         status: status.unwrap_or_default(),
         statuses: deliveries::STATUSES,
+        from: from_ms.map(view::time_input).unwrap_or_default(),
+        to: to_ms.map(view::time_input).unwrap_or_default(),
         deliveries: page.items.into_iter().map(DeliveryRow::from).collect(),
         next: page.next.map(|c| c.encode()),
         recovered: q.recovered.map(|n| (n, q.in_flight.unwrap_or(0))),
