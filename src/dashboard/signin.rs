@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::PageError;
-use super::session::{self, SignedIn, LOGIN_COOKIE};
+use super::session::{self, SignedIn, LOGIN_COOKIE, SESSION_COOKIE};
 use super::view::{self, Chrome};
 use crate::api::auth::{is_admin_key, verify_account_key};
 use crate::api::error::ApiError;
@@ -106,24 +106,30 @@ pub async fn submit(
     }
     let key = form.api_key.trim();
     let next = next_page(Some(&form.next));
-    if is_admin_key(&st, key) {
-        return start_session(&st, Holder::Operator, Scope::Read, None).await;
-    }
-    match verify_account_key(&st, key).await {
-        Ok(account) => start_session(&st, Holder::Account(account.id), Scope::Manage, next).await,
-        Err(ApiError::Unauthorized) => login_form(
-            &st,
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            Some("That is not a valid API key."),
-            next,
-        ),
-        Err(e) => Err(e.into()),
-    }
+    let (holder, scope, next) = if is_admin_key(&st, key) {
+        (Holder::Operator, Scope::Read, None)
+    } else {
+        match verify_account_key(&st, key).await {
+            Ok(account) => (Holder::Account(account.id), Scope::Manage, next),
+            Err(ApiError::Unauthorized) => {
+                return login_form(
+                    &st,
+                    actix_web::http::StatusCode::UNAUTHORIZED,
+                    Some("That is not a valid API key."),
+                    next,
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    end_previous(&st, &req).await?;
+    start_session(&st, holder, scope, next).await
 }
 
 /// `GET /dashboard/links/{token}`: takes the link (it works once) and signs
 /// the browser in with the link's scope.
 pub async fn follow(
+    req: HttpRequest,
     token: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
@@ -134,6 +140,7 @@ pub async fn follow(
     };
     match grant {
         Some(grant) => {
+            end_previous(&st, &req).await?;
             start_session(&st, Holder::Account(grant.account_id), grant.scope, None).await
         }
         None => {
@@ -145,6 +152,15 @@ pub async fn follow(
                 .body(page.render()?))
         }
     }
+}
+
+/// Ends the session the browser held before signing in again (another
+/// account, another scope): one browser, one session.
+async fn end_previous(st: &AppState, req: &HttpRequest) -> Result<(), PageError> {
+    if let Some(id) = session::cookie(req, SESSION_COOKIE).filter(|i| is_token(i)) {
+        st.store.delete_session(&hash_token(id)).await?;
+    }
+    Ok(())
 }
 
 /// Stores a new session and sends the browser to its first page (the one

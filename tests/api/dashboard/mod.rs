@@ -73,7 +73,7 @@ impl<'a> Browser<'a> {
 
     async fn send(&mut self, req: awc::ClientRequest, form: Option<&[(&str, &str)]>) -> Page {
         let req = match &self.session {
-            Some(s) => req.insert_header(("Cookie", format!("courier_session={s}"))),
+            Some(s) => req.append_header(("Cookie", format!("courier_session={s}"))),
             None => req,
         };
         let mut res = match form {

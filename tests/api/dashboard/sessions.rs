@@ -380,3 +380,24 @@ async fn a_page_asked_for_before_sign_in_is_shown_after_it() {
         );
     }
 }
+
+#[actix_web::test]
+async fn signing_in_again_ends_the_browsers_previous_session() {
+    let app = spawn().await;
+    let (_, key) = app.create_account().await;
+    let (_, other) = app.create_account().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(&key).await;
+    let first = b.session.clone().unwrap();
+    b.follow(&link_for(&app, &other, "read").await).await;
+    let second = b.session.clone().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(b.get("/dashboard").await.status, 200);
+    b.sign_in(&key).await;
+    for old in [first, second] {
+        let mut copy = Browser::new(&app);
+        copy.session = Some(old);
+        assert_eq!(copy.get("/dashboard").await.status, 303);
+    }
+    assert_eq!(b.get("/dashboard").await.status, 200);
+}
