@@ -3,7 +3,7 @@
 //! makes them for any account, an account for itself.
 
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -91,7 +91,7 @@ pub async fn create(
             ttl_secs * 1000,
         )
         .await?;
-    let expires = Utc::now() + Duration::seconds(ttl_secs as i64);
+    let expires = st.clock.now() + Duration::seconds(ttl_secs as i64);
     Ok(HttpResponse::Created().json(Link {
         url: format!(
             "{}/dashboard/links/{token}",
