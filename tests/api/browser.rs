@@ -242,6 +242,22 @@ async fn a_browser_signs_in_with_a_link_browses_and_replays_an_event() {
         .unwrap();
     assert!(c.source().await.unwrap().contains("succeeded"));
     snap(&c, &origin, "subscription").await;
+    // Rotating the signing secret shows the new one, once.
+    let sub_path = c.current_url().await.unwrap().path().to_owned();
+    c.find(Locator::Css("form[action$='/secret'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !c.source().await.unwrap().contains("whsec_") {
+        assert!(Instant::now() < until, "no new secret shown");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    snap(&c, &origin, "secret-rotated").await;
+    c.goto(&format!("{origin}{sub_path}")).await.unwrap();
+    assert!(!c.source().await.unwrap().contains("whsec_"));
 
     // The delivery that took two attempts.
     c.find(Locator::XPath("//tr[td[4][text()='2']]/td[1]/a"))
@@ -254,6 +270,24 @@ async fn a_browser_signs_in_with_a_link_browses_and_replays_an_event() {
     assert!(source.contains("Attempts"), "{source}");
     assert!(source.contains("500"), "{source}");
     snap(&c, &origin, "delivery").await;
+    // "Retry now" sends it once more: a third attempt appears.
+    let delivery_path = c.current_url().await.unwrap().path().to_owned();
+    c.find(Locator::Css("form[action$='/retry'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.goto(&format!("{origin}{delivery_path}")).await.unwrap();
+        if c.source().await.unwrap().matches("<li>").count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < until, "no third attempt");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    snap(&c, &origin, "delivery-retried").await;
 
     c.goto(&format!("{origin}/dashboard/events")).await.unwrap();
     snap(&c, &origin, "events").await;
