@@ -47,7 +47,7 @@ RUN mkdir -p src/bin benches tests/api \
 # The real sources. COPY keeps the files' original mtimes, which can be older
 # than the placeholder build; touching makes cargo rebuild the crate itself.
 COPY src ./src
-# Email templates are compiled into the binary (askama).
+# Email and dashboard templates are compiled into the binary (askama).
 COPY templates ./templates
 # Stripped: the release profile keeps line tables for backtraces in
 # development, which more than double the binary.

@@ -5,6 +5,7 @@
 #   ensure_redis_server        redis-server + redis-cli, installed if missing
 #   ensure_smtp_catcher        aiosmtpd for Debian's /usr/bin/python3
 #   ensure_openssl             openssl (the tests make a throwaway CA with it)
+#   ensure_chromium            chromium + chromedriver (the dashboard's browser test)
 #   free_port                  prints a TCP port the kernel says is free
 #   port_busy PORT             true when 127.0.0.1:PORT cannot be bound (something listens)
 #   port_pids PORT             pids of the processes listening on PORT that /proc shows
@@ -64,6 +65,20 @@ ensure_smtp_catcher() {
   apt_install python3-aiosmtpd || exit 1
   if ! "$COURIER_SYS_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1; then
     say "$COURIER_SYS_PYTHON still cannot import aiosmtpd after installing python3-aiosmtpd"
+    exit 1
+  fi
+}
+
+# Makes sure Debian's Chromium and its WebDriver are installed where the
+# dashboard's browser test (tests/api/browser.rs) looks for them; exits 1
+# if they cannot be.
+ensure_chromium() {
+  if [ -x /usr/lib/chromium/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  apt_install chromium chromium-driver || exit 1
+  if ! [ -x /usr/lib/chromium/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+    say "/usr/lib/chromium/chromium or /usr/bin/chromedriver still missing after installing chromium chromium-driver"
     exit 1
   fi
 }

@@ -10,6 +10,8 @@
 //!   events, accounts and API keys, subscriptions, webhook target checks.
 //! - [`store`]: the Redis key layout, Lua scripts and every query.
 //! - [`api`]: the HTTP API (actix-web handlers, errors, auth, OpenAPI).
+//! - [`dashboard`]: the developer dashboard, HTML pages under `/dashboard`
+//!   (sessions in Redis, one-time sign-in links, CSRF, security headers).
 //! - [`startup`]: `prepare` checks the configuration (all that `courier
 //!   check-config` runs); `Application` runs it, binds a listener and runs
 //!   the server until it is stopped.
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod dashboard;
 pub mod delivery;
 pub mod domain;
 pub mod email;

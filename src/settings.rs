@@ -130,6 +130,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub email: EmailSettings,
     pub log: LogSettings,
+    pub dashboard: DashboardSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -315,6 +316,24 @@ pub struct EmailSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// A one-time sign-in link is meant to be followed at once (a button in
+    /// the platform's console): the shorter it lives, the less a leaked link
+    /// is worth.
+    pub link_ttl_secs: NonZeroU64,
+    /// A session nobody uses for this long ends (a forgotten browser tab).
+    pub session_idle_minutes: NonZeroU64,
+    /// A session ends this long after sign-in however busy it is, so a
+    /// stolen cookie is worth a bounded time.
+    pub session_max_hours: NonZeroU64,
+    /// The `frame-ancestors` of the dashboard's Content-Security-Policy:
+    /// who may embed it in a frame (`'none'`, or the platform's console
+    /// origin so it can show the dashboard inside its own pages).
+    pub frame_ancestors: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` or `json`.
     pub format: String,
@@ -473,6 +492,17 @@ impl Settings {
         }
         url::Url::parse(&self.server.public_base_url)
             .map_err(|e| invalid("server.public_base_url", e.to_string()))?;
+        let ancestors = self.dashboard.frame_ancestors.trim();
+        if ancestors.is_empty()
+            || ancestors
+                .chars()
+                .any(|c| c.is_control() || c == ';' || c == ',')
+        {
+            return Err(invalid(
+                "dashboard.frame_ancestors",
+                "one or more CSP sources separated by spaces ('none', 'self', https://console.example), without ';' or ','",
+            ));
+        }
         for (i, seed) in self.redis.url.expose_secret().split(',').enumerate() {
             let parsed = url::Url::parse(seed.trim())
                 .map_err(|e| invalid("redis.url", format!("seed {} is not a URL: {e}", i + 1)))?;

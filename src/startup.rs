@@ -146,7 +146,9 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(api::json_errors())
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<
+                    crate::telemetry::RequestSpan,
+                >::new())
                 .configure(api::configure)
         })
         .workers(workers)

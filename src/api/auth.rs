@@ -27,7 +27,7 @@ fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
 }
 
 /// Whether `token` is one of the configured admin keys.
-fn is_admin_key(st: &AppState, token: &str) -> bool {
+pub fn is_admin_key(st: &AppState, token: &str) -> bool {
     let mut ok = false;
     for key in &st.settings.auth.admin_keys {
         // No early exit: every key is compared.
@@ -58,6 +58,31 @@ impl FromRequest for Admin {
     }
 }
 
+/// The account whose key `token` is (`id` taken from it), or 401: what the
+/// API and the dashboard's sign-in both check.
+async fn account_for_key(
+    st: &AppState,
+    id: &uuid::Uuid,
+    token: &str,
+) -> Result<AccountRecord, ApiError> {
+    let account = st
+        .store
+        .get_account(id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if !api_key::verify(token, &account.key_hash) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(account)
+}
+
+/// The account an API key belongs to, checked exactly as the API checks a
+/// bearer key (401 for anything else, admin keys included).
+pub async fn verify_account_key(st: &AppState, token: &str) -> Result<AccountRecord, ApiError> {
+    let id = api_key::account_of(token).ok_or(ApiError::Unauthorized)?;
+    account_for_key(st, &id, token).await
+}
+
 /// A caller holding a valid account API key.
 pub struct Account {
     pub account: AccountRecord,
@@ -85,14 +110,7 @@ impl FromRequest for Account {
                     ApiError::Unauthorized
                 });
             };
-            let account = st
-                .store
-                .get_account(&id)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            if !api_key::verify(&token, &account.key_hash) {
-                return Err(ApiError::Unauthorized);
-            }
+            let account = account_for_key(&st, &id, &token).await?;
             Ok(Account {
                 account,
                 key: token,

@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{body, AppState, PageQuery};
 use crate::domain::event::format_ms;
 use crate::domain::{parse_id, Invalid};
-use crate::store::{Attempt, DeliveryRecord, Requeued};
+use crate::store::{Attempt, DeliveryFilter, DeliveryRecord, Requeued};
 
 /// Delivery statuses a filter may name.
 pub const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
@@ -71,12 +71,16 @@ pub struct DeliveryList {
     pub next_cursor: Option<String>,
 }
 
-/// `?status=` of a delivery listing.
+/// `?status=&from=&to=` of a delivery listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// `pending`, `succeeded` or `failed`.
     pub status: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Created at or before (RFC 3339).
+    pub to: Option<String>,
 }
 
 /// Answer of a retry.
@@ -126,9 +130,13 @@ pub async fn list(
         .list_deliveries(
             &caller.account.id,
             &sub.id,
-            filter.status.as_deref(),
-            cursor.as_ref(),
-            limit,
+            &DeliveryFilter {
+                status: filter.status.as_deref(),
+                from_ms: super::events::parse_time("from", filter.from.as_deref())?,
+                to_ms: super::events::parse_time("to", filter.to.as_deref())?,
+                cursor: cursor.as_ref(),
+                limit,
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(DeliveryList {
@@ -183,20 +191,23 @@ pub async fn retry(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id).ok_or(ApiError::NotFound("delivery"))?;
+    retry_now(&st, &caller.account.id, &id).await?;
+    Ok(HttpResponse::Accepted().json(Queued {
+        queued: 1,
+        in_flight: 0,
+    }))
+}
+
+/// Queues the account's delivery `id` for an attempt now (404 for none,
+/// 409 while an attempt is under way). The API and the dashboard both
+/// retry here.
+pub(crate) async fn retry_now(st: &AppState, account: &Uuid, id: &str) -> Result<(), ApiError> {
+    let id = parse_id(id).ok_or(ApiError::NotFound("delivery"))?;
     let now = st.clock.now_ms();
-    match st
-        .store
-        .requeue(&caller.account.id, &[id], now)
-        .await?
-        .first()
-    {
+    match st.store.requeue(account, &[id], now).await?.first() {
         Some(Requeued::Queued) => {
             st.wake.notify_one();
-            Ok(HttpResponse::Accepted().json(Queued {
-                queued: 1,
-                in_flight: 0,
-            }))
+            Ok(())
         }
         Some(Requeued::InFlight) => Err(ApiError::Conflict(
             "in_flight",
@@ -231,15 +242,27 @@ pub async fn recover(
         .map_err(|_| Invalid::new("since", "must be an RFC 3339 timestamp"))?
         .timestamp_millis();
     let sub = super::subscriptions::load(&st, &caller, &id).await?;
+    let queued = recover_since(&st, &caller.account.id, &sub.id, since).await?;
+    Ok(HttpResponse::Accepted().json(queued))
+}
+
+/// Re-queues every failed delivery of the account's subscription created at
+/// or after `since_ms`. The API and the dashboard both recover here.
+pub(crate) async fn recover_since(
+    st: &AppState,
+    account: &Uuid,
+    subscription: &Uuid,
+    since_ms: i64,
+) -> Result<Queued, ApiError> {
     let failed = st
         .store
-        .failed_since(&caller.account.id, &sub.id, since)
+        .failed_since(account, subscription, since_ms)
         .await?;
     let now = st.clock.now_ms();
     let mut queued = 0;
     let mut in_flight = 0;
     for chunk in failed.chunks(500) {
-        for r in st.store.requeue(&caller.account.id, chunk, now).await? {
+        for r in st.store.requeue(account, chunk, now).await? {
             match r {
                 Requeued::Queued => queued += 1,
                 Requeued::InFlight => in_flight += 1,
@@ -250,5 +273,5 @@ pub async fn recover(
     if queued > 0 {
         st.wake.notify_one();
     }
-    Ok(HttpResponse::Accepted().json(Queued { queued, in_flight }))
+    Ok(Queued { queued, in_flight })
 }

@@ -14,6 +14,10 @@ pub struct EventTypeView {
     /// JSON Schema every payload of this type satisfies.
     #[schema(value_type = Object)]
     pub schema: serde_json::Value,
+    /// A payload of this type (built-in types have one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub example: Option<serde_json::Value>,
 }
 
 /// The catalogue.
@@ -35,6 +39,7 @@ pub async fn list(st: web::Data<AppState>) -> HttpResponse {
             name: t.name.clone(),
             description: t.description.clone(),
             schema: t.schema.clone(),
+            example: t.example.clone(),
         })
         .collect();
     HttpResponse::Ok().json(EventTypeList { data })

@@ -337,7 +337,7 @@ fn failed(index: usize, err: &ApiError) -> BatchItem {
     }
 }
 
-fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.map(|t| {
         DateTime::parse_from_rfc3339(t)
             .map(|d| d.timestamp_millis())
@@ -452,18 +452,30 @@ pub async fn replay(
     } else {
         body::parse::<Option<ReplayRequest>>(&bytes)?.unwrap_or_default()
     };
-    let account = caller.account.id;
-    let id = parse_id(&id).ok_or(ApiError::NotFound("event"))?;
+    let deliveries = replay_event(&st, &caller.account.id, &id, input.subscription_id).await?;
+    Ok(HttpResponse::Accepted().json(Replayed { deliveries }))
+}
+
+/// Delivers the account's event `id` again: to `subscription` (which must
+/// be enabled and take the event's type) or to every matching one. Returns
+/// the new deliveries' ids. The API and the dashboard both replay here.
+pub(crate) async fn replay_event(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+    subscription: Option<Uuid>,
+) -> Result<Vec<Uuid>, ApiError> {
+    let id = parse_id(id).ok_or(ApiError::NotFound("event"))?;
     let event = st
         .store
-        .get_event(&account, &id)
+        .get_event(account, &id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;
-    let targets = match input.subscription_id {
+    let targets = match subscription {
         Some(sub_id) => {
             let sub = st
                 .store
-                .get_subscription(&account, &sub_id)
+                .get_subscription(account, &sub_id)
                 .await?
                 .ok_or_else(|| Invalid::new("subscription_id", "no such subscription"))?;
             if !sub.enabled {
@@ -481,10 +493,10 @@ pub async fn replay(
             }
             vec![sub.id]
         }
-        None => st.store.routes_for(&account, &event.event_type).await?,
+        None => st.store.routes_for(account, &event.event_type).await?,
     };
     let now = st.clock.now_ms();
-    let deliveries = match st.store.replay(&account, &id, &targets, now).await? {
+    let deliveries = match st.store.replay(account, &id, &targets, now).await? {
         store::Replayed::Created(ids) => ids,
         store::Replayed::EventGone => return Err(ApiError::NotFound("event")),
         store::Replayed::SubscriptionGone => {
@@ -495,5 +507,5 @@ pub async fn replay(
         metrics::counter!(crate::metrics::DELIVERIES_CREATED).increment(deliveries.len() as u64);
         st.wake.notify_one();
     }
-    Ok(HttpResponse::Accepted().json(Replayed { deliveries }))
+    Ok(deliveries)
 }

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod body;
+pub mod dashboard_links;
 pub mod deliveries;
 pub mod error;
 pub mod event_types;
@@ -158,10 +159,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/readyz").route(get().to(health::readyz)))
     .service(resource("/openapi.json").route(get().to(openapi::document)))
     .service(resource("/metrics").route(get().to(health::metrics)))
+    .configure(crate::dashboard::configure)
     .service(
         web::scope("/v1")
             .service(resource("/accounts").route(post().to(accounts::create)))
             .service(resource("/api-keys/rotate").route(post().to(accounts::rotate_key)))
+            .service(resource("/dashboard/links").route(post().to(dashboard_links::create)))
             .service(resource("/event-types").route(get().to(event_types::list)))
             .service(
                 resource("/events")
@@ -207,11 +210,11 @@ async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 /// router, an extractor's plain-text error) into the API's JSON shape.
 pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
-        let is_json = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        if is_json {
+        // JSON errors, and the dashboard's HTML error pages, stay as they are.
+        let shaped = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+        if shaped {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
         let status = res.status();

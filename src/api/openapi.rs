@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ApiError;
 use super::{
-    accounts, deliveries, error, event_types, events, health, schema_rules, subscriptions, AppState,
+    accounts, dashboard_links, deliveries, error, event_types, events, health, schema_rules,
+    subscriptions, AppState,
 };
 use crate::domain::catalog::Catalog;
 use crate::domain::subscription::Channel;
@@ -41,6 +42,7 @@ impl Modify for BearerSchemes {
     paths(
         health::healthz, health::readyz, health::metrics,
         accounts::create, accounts::rotate_key,
+        dashboard_links::create,
         event_types::list,
         events::ingest, events::ingest_batch, events::list, events::get, events::replay,
         subscriptions::create, subscriptions::list, subscriptions::get,

@@ -180,6 +180,17 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let input: CreateSubscription =
         body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let sub = create_in(&st, &caller.account.id, &input).await?;
+    Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true)))
+}
+
+/// Checks `input` and stores it as a new subscription of the account. The
+/// API and the dashboard both create here.
+pub(crate) async fn create_in(
+    st: &AppState,
+    account: &Uuid,
+    input: &CreateSubscription,
+) -> Result<Subscription, ApiError> {
     let event_types = check_event_types(
         &input.event_types,
         &st.catalog,
@@ -191,7 +202,7 @@ pub async fn create(
     let now = st.clock.now_ms();
     let sub = Subscription {
         id: Uuid::now_v7(),
-        account_id: caller.account.id,
+        account_id: *account,
         event_types,
         secret: channel.is_webhook().then(new_signing_secret),
         previous_secret: None,
@@ -214,8 +225,8 @@ pub async fn create(
         )
         .await?
     {
-        PutOutcome::Ok => Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true))),
-        PutOutcome::Limit => Err(limit_error(&st)),
+        PutOutcome::Ok => Ok(sub),
+        PutOutcome::Limit => Err(limit_error(st)),
         other => Err(ApiError::Internal(format!(
             "creating a subscription: {other:?}"
         ))),
@@ -258,9 +269,18 @@ pub(crate) async fn load(
     caller: &Account,
     id: &str,
 ) -> Result<Subscription, ApiError> {
+    load_in(st, &caller.account.id, id).await
+}
+
+/// The account's subscription `id` (404 for another account's).
+pub(crate) async fn load_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+) -> Result<Subscription, ApiError> {
     let id = parse_id(id).ok_or(ApiError::NotFound("subscription"))?;
     st.store
-        .get_subscription(&caller.account.id, &id)
+        .get_subscription(account, &id)
         .await?
         .ok_or(ApiError::NotFound("subscription"))
 }
@@ -275,14 +295,14 @@ fn concurrent_update() -> ApiError {
 /// Loads the caller's subscription, applies `change` and writes it back at
 /// the version it read, starting over (up to `WRITE_ATTEMPTS` times) when
 /// another write came first. Returns what was written.
-async fn modify(
+async fn modify_in(
     st: &AppState,
-    caller: &Account,
+    account: &Uuid,
     id: &str,
     mut change: impl FnMut(&mut Subscription) -> Result<(), ApiError>,
 ) -> Result<Subscription, ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load(st, caller, id).await?;
+        let current = load_in(st, account, id).await?;
         let mut next = current.clone();
         change(&mut next)?;
         next.version = current.version + 1;
@@ -352,8 +372,19 @@ pub async fn rotate_secret(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(rotate_secret_in(&st, &caller.account.id, &id).await?))
+}
+
+/// Gives the account's webhook subscription `id` a new signing secret; the
+/// old one signs alongside for `delivery.secret_grace_hours`. The API and
+/// the dashboard both rotate here.
+pub(crate) async fn rotate_secret_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+) -> Result<RotatedSecret, ApiError> {
     let grace_ms = st.settings.delivery.secret_grace_hours as i64 * 3_600_000;
-    let next = modify(&st, &caller, &id, |sub| {
+    let next = modify_in(st, account, id, |sub| {
         if !sub.channel.is_webhook() {
             return Err(ApiError::Unprocessable(
                 "not_a_webhook",
@@ -366,12 +397,12 @@ pub async fn rotate_secret(
         Ok(())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(RotatedSecret {
+    Ok(RotatedSecret {
         secret: next.secret.unwrap_or_default(),
         previous_secret_expires_at: format_ms(
             next.previous_secret_expires_at_ms.unwrap_or_default(),
         ),
-    }))
+    })
 }
 
 /// Send a signed test notification (`event_type` `courier.test`) to the
@@ -392,7 +423,18 @@ pub async fn test(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sub = load(&st, &caller, &id).await?;
+    Ok(HttpResponse::Ok().json(send_test(&st, &caller.account.id, &id).await?))
+}
+
+/// Sends a signed `courier.test` notification to the account's webhook
+/// subscription `id` now and reports the answer; nothing is recorded. The
+/// API and the dashboard both test here.
+pub(crate) async fn send_test(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+) -> Result<TestResult, ApiError> {
+    let sub = load_in(st, account, id).await?;
     let Channel::Webhook { url } = &sub.channel else {
         return Err(ApiError::Unprocessable(
             "not_a_webhook",
@@ -418,14 +460,14 @@ pub async fn test(
         std::num::NonZeroUsize::MIN,
     );
     let r = sender.post(url, &headers, body.into()).await;
-    Ok(HttpResponse::Ok().json(TestResult {
+    Ok(TestResult {
         success: r.error.is_none() && r.status.is_some_and(|s| (200..300).contains(&s)),
         status_code: r.status,
         duration_ms: r.duration_ms,
         response: r.response,
         error: r.error,
         webhook_id,
-    }))
+    })
 }
 
 /// Change a subscription. Switching an email subscription to a webhook
@@ -450,6 +492,20 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let input: UpdateSubscription =
         body::json(&req, payload, st.settings.limits.max_body_bytes).await?;
+    let (next, new_secret) = update_in(&st, &caller.account.id, &id, &input).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
+}
+
+/// Checks `input` and applies it to the account's subscription `id`;
+/// returns what was written and whether it got a new signing secret (an
+/// email subscription turned webhook). The API and the dashboard both
+/// change subscriptions here.
+pub(crate) async fn update_in(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+    input: &UpdateSubscription,
+) -> Result<(Subscription, bool), ApiError> {
     let event_types = input
         .event_types
         .as_deref()
@@ -476,7 +532,7 @@ pub async fn update(
         .transpose()?;
     let rate_limit = input.rate_limit.map(check_rate_limit).transpose()?;
     let mut new_secret = false;
-    let next = modify(&st, &caller, &id, |next| {
+    let next = modify_in(st, account, id, |next| {
         new_secret = false;
         if let Some(t) = &event_types {
             next.event_types = t.clone();
@@ -496,10 +552,7 @@ pub async fn update(
             next.description = d.clone();
         }
         if let Some(e) = input.enabled {
-            next.enabled = e;
-            if e {
-                next.disabled_reason = None;
-            }
+            apply_enabled(next, e);
         }
         if let Some(r) = rate_limit {
             next.rate_limit = r;
@@ -507,7 +560,7 @@ pub async fn update(
         Ok(())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(SubscriptionView::new(&next, new_secret)))
+    Ok((next, new_secret))
 }
 
 /// Delete a subscription. Events ingested afterwards are not delivered to it.
@@ -526,10 +579,41 @@ pub async fn delete(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    delete_in(&st, &caller.account.id, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Switches a subscription on or off; switching it on forgets why courier
+/// had switched it off.
+fn apply_enabled(sub: &mut Subscription, enabled: bool) {
+    sub.enabled = enabled;
+    if enabled {
+        sub.disabled_reason = None;
+    }
+}
+
+/// Enables or disables the account's subscription `id`, as `PATCH
+/// {"enabled": …}` does. The dashboard's switch.
+pub(crate) async fn set_enabled(
+    st: &AppState,
+    account: &Uuid,
+    id: &str,
+    enabled: bool,
+) -> Result<Subscription, ApiError> {
+    modify_in(st, account, id, |next| {
+        apply_enabled(next, enabled);
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes the account's subscription `id`. The API and the dashboard both
+/// delete here.
+pub(crate) async fn delete_in(st: &AppState, account: &Uuid, id: &str) -> Result<(), ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load(&st, &caller, &id).await?;
+        let current = load_in(st, account, id).await?;
         match st.store.delete_subscription(&current).await? {
-            PutOutcome::Ok => return Ok(HttpResponse::NoContent().finish()),
+            PutOutcome::Ok => return Ok(()),
             PutOutcome::Missing => return Err(ApiError::NotFound("subscription")),
             PutOutcome::Conflict => continue,
             other => {

@@ -23,6 +23,10 @@ const MAX_REPORTED_ERRORS: usize = 5;
 struct Definition {
     name: String,
     description: String,
+    /// A payload of the type, for people (built-in types have one; it must
+    /// satisfy the schema).
+    #[serde(default)]
+    example: Option<Value>,
     schema: Value,
 }
 
@@ -31,6 +35,8 @@ pub struct EventType {
     pub name: String,
     pub description: String,
     pub schema: Value,
+    /// A payload that satisfies the schema, shown in the catalogue.
+    pub example: Option<Value>,
     validator: jsonschema::Validator,
 }
 
@@ -78,6 +84,7 @@ impl Catalog {
             defs.push(Definition {
                 name: e.name.clone(),
                 description: e.description.clone(),
+                example: None,
                 schema,
             });
         }
@@ -103,6 +110,7 @@ impl Catalog {
                     name: def.name,
                     description: def.description,
                     schema: def.schema,
+                    example: def.example,
                     validator,
                 },
             );
@@ -188,6 +196,19 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog::new(&[]).unwrap()
+    }
+
+    #[test]
+    fn every_built_in_type_has_an_example_its_schema_accepts() {
+        let c = catalog();
+        for t in c.iter() {
+            let example = t
+                .example
+                .as_ref()
+                .unwrap_or_else(|| panic!("{} has no example", t.name));
+            c.validate_payload(&t.name, example)
+                .unwrap_or_else(|e| panic!("the example of {} is refused: {e}", t.name));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod catalog;
 pub mod event;
 pub mod notice;
+pub mod session;
 pub mod subscription;
 pub mod target;
 

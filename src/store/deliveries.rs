@@ -155,6 +155,18 @@ pub(super) fn attempt_json(attempt: Option<&Attempt>) -> Result<String, StoreErr
     })
 }
 
+/// Which of a subscription's deliveries a listing returns.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryFilter<'a> {
+    /// `pending`, `succeeded` or `failed`; None for all.
+    pub status: Option<&'a str>,
+    /// Created at or after / at or before (ms).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub cursor: Option<&'a Cursor>,
+    pub limit: usize,
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replayed {
@@ -388,11 +400,11 @@ impl Store {
         &self,
         account: &Uuid,
         subscription: &Uuid,
-        status: Option<&str>,
-        cursor: Option<&Cursor>,
-        limit: usize,
+        f: &DeliveryFilter<'_>,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
-        let (index, filter) = match status {
+        let (cursor, limit) = (f.cursor, f.limit);
+        let (min, max) = (f.from_ms, f.to_ms);
+        let (index, filter) = match f.status {
             Some("failed") => (self.keys.failed_deliveries(account, subscription), None),
             None => (
                 self.keys.subscription_deliveries(account, subscription),
@@ -404,7 +416,7 @@ impl Store {
             ),
         };
         let Some(wanted_status) = filter else {
-            let ids = self.page_ids(index, None, None, cursor, limit).await?;
+            let ids = self.page_ids(index, min, max, cursor, limit).await?;
             let wanted: Vec<String> = ids.items.iter().map(|(id, _)| id.clone()).collect();
             return Ok(Page {
                 items: self.load_deliveries(account, &wanted).await?,
@@ -416,7 +428,7 @@ impl Store {
         let mut scanned = 0;
         loop {
             let chunk = self
-                .page_ids(index.clone(), None, None, cursor.as_ref(), limit)
+                .page_ids(index.clone(), min, max, cursor.as_ref(), limit)
                 .await?;
             scanned += chunk.items.len();
             let ids: Vec<String> = chunk.items.iter().map(|(id, _)| id.clone()).collect();

@@ -44,6 +44,8 @@
 //! | `<p>:{sN}:rate:<subscription>` | string | the subscription's rate limit: theoretical arrival time (ms) of its next send; expires once past |
 //! | `<p>:endpoint:<url>` | hash | the circuit (`failures`, `open_until`, `cooldown`, the probe lease `probe`/`probe_at`/`probe_until`), `last_success`, `failing_since`, `v` (bumped on each change); expires days after its last write |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
+//! | `<p>:dash-link:<sha256 of token>` | string | a one-time dashboard link's grant (JSON: account, scope); taken with `GETDEL`, expires after `dashboard.link_ttl_secs` |
+//! | `<p>:dash-session:<sha256 of id>` | hash | a dashboard session: `account` (an id, or `operator`), `scope`, `csrf`, `created_at`, `expires_at`; expires when idle |
 
 use uuid::Uuid;
 
@@ -223,6 +225,18 @@ impl Keys {
     /// single-slot on a cluster without a hash tag.
     pub fn endpoint(&self, url: &str) -> String {
         format!("{}:endpoint:{url}", self.prefix)
+    }
+
+    /// A one-time dashboard link, named by the SHA-256 of its token (a
+    /// global key: following a link is a single command, so it needs no
+    /// shard).
+    pub fn dashboard_link(&self, token_hash: &str) -> String {
+        format!("{}:dash-link:{token_hash}", self.prefix)
+    }
+
+    /// A dashboard session, named by the SHA-256 of its id.
+    pub fn dashboard_session(&self, id_hash: &str) -> String {
+        format!("{}:dash-session:{id_hash}", self.prefix)
     }
 
     /// Pub/sub channel announcing subscription changes to every replica.

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod conn;
+mod dashboard;
 mod deliveries;
 mod email;
 mod endpoints;
@@ -24,8 +25,10 @@ use crate::secrets::SecretBox;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
+pub use dashboard::ShardQueues;
 pub use deliveries::{
-    Attempt, ClaimRef, Claimed, DeliveryRecord, LeaseMs, Outcome, Replayed, Requeued,
+    Attempt, ClaimRef, Claimed, DeliveryFilter, DeliveryRecord, LeaseMs, Outcome, Replayed,
+    Requeued,
 };
 pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};

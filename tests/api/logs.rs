@@ -139,6 +139,43 @@ async fn no_secret_appears_in_any_log_line_or_error_body() {
     .await;
     let new_key = new_key["api_key"].as_str().unwrap().to_owned();
     secrets.push(new_key.clone());
+    // A dashboard sign-in through a one-time link: the link's token is in
+    // the request path, the session id in a cookie.
+    let link = call(
+        &courier,
+        "POST",
+        "/v1/dashboard/links",
+        &new_key,
+        Some(json!({"scope": "manage"})),
+        &mut errors,
+    )
+    .await;
+    let link = link["url"].as_str().unwrap().to_owned();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let browser = awc::Client::builder().disable_redirects().finish();
+    let res = browser
+        .get(format!("{}/dashboard/links/{token}", courier.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let session = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.strip_prefix("courier_session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let used = browser
+        .get(format!("{}/dashboard/links/{token}", courier.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 410);
+    // Tokens are base64url: checked whole only (a piece after a `_` could
+    // be short enough to match anything).
+    let tokens = [token, session];
 
     // Refusals that carry a key: the old key, a damaged one, an admin key
     // where an account key belongs, a key in a body.
@@ -189,6 +226,16 @@ async fn no_secret_appears_in_any_log_line_or_error_body() {
     assert!(
         output.lines().count() > 10,
         "debug logging produced output:\n{output}"
+    );
+    for token in &tokens {
+        assert!(
+            !output.contains(token.as_str()),
+            "a token is in the log:\n{output}"
+        );
+    }
+    assert!(
+        output.contains("/dashboard/links/[redacted]"),
+        "the link's request was logged:\n{output}"
     );
     for secret in &secrets {
         // Also the secret part alone (after `ck_<id>_` or `whsec_`).

@@ -2,9 +2,11 @@
 //! Redis key prefix, so all of them run in parallel against one Redis.
 
 mod accounts;
+mod browser;
 mod claims;
 mod config;
 mod crash;
+mod dashboard;
 mod delivery;
 mod email;
 mod events;
