@@ -29,6 +29,17 @@ async fn a_read_session_sees_every_page_without_forms_and_its_writes_are_refused
             !p.body.contains("Retry now") && !p.body.contains(">Replay<"),
             "{path}"
         );
+        // The title is a short plain text, never part of the page's markup.
+        let title = p
+            .body
+            .split_once("<title>")
+            .and_then(|(_, rest)| rest.split_once("</title>"))
+            .map(|(t, _)| t)
+            .unwrap_or_default();
+        assert!(
+            title.ends_with(" · courier") && !title.contains('<') && title.len() < 100,
+            "{path}: title {title:?}"
+        );
     }
     let csrf = b.get("/dashboard").await.csrf();
     let before = app.redis_snapshot();
