@@ -31,5 +31,6 @@ pub mod metrics;
 pub mod secrets;
 pub mod settings;
 pub mod startup;
+pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -330,6 +330,10 @@ pub struct DashboardSettings {
     /// who may embed it in a frame (`'none'`, or the platform's console
     /// origin so it can show the dashboard inside its own pages).
     pub frame_ancestors: String,
+    /// How often each replica adds the statistics it counted (the
+    /// dashboard's charts and traffic) to Redis; what a crashed replica had
+    /// not added yet is lost (statistics only, never deliveries).
+    pub stats_flush_ms: NonZeroU64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

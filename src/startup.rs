@@ -17,6 +17,7 @@ use crate::delivery::engine::Engine;
 use crate::delivery::resolve::TargetResolver;
 use crate::domain::catalog::Catalog;
 use crate::settings::{Finding, Settings, SettingsError};
+use crate::stats::Stats;
 use crate::store::{RedisTarget, Store, StoreError};
 
 /// Why the service could not start.
@@ -88,6 +89,7 @@ pub struct Application {
     server: Server,
     /// The delivery engine (None when `delivery.enabled` is false).
     engine: Option<Engine>,
+    stats: Arc<Stats>,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -126,10 +128,19 @@ impl Application {
         let shutdown_timeout = settings.server.shutdown_timeout_secs;
         crate::metrics::handle();
         let wake = Arc::new(Notify::new());
-        let engine = settings
-            .delivery
-            .enabled
-            .then(|| Engine::start(store.clone(), &settings, wake.clone(), clock.clone()));
+        let stats = Arc::new(Stats::new(store.clone(), clock.clone()));
+        actix_web::rt::spawn(stats.clone().flush_every(std::time::Duration::from_millis(
+            settings.dashboard.stats_flush_ms.get(),
+        )));
+        let engine = settings.delivery.enabled.then(|| {
+            Engine::start(
+                store.clone(),
+                &settings,
+                wake.clone(),
+                clock.clone(),
+                stats.clone(),
+            )
+        });
         let resolver = TargetResolver::new(
             settings.delivery.allow_private_targets,
             &settings.delivery.hosts,
@@ -141,6 +152,7 @@ impl Application {
             wake,
             clock,
             resolver,
+            stats: stats.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -163,6 +175,7 @@ impl Application {
             port,
             server,
             engine,
+            stats,
             shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
         })
     }
@@ -191,6 +204,7 @@ impl Application {
         let Self {
             server,
             engine,
+            stats,
             shutdown_timeout,
             ..
         } = self;
@@ -199,6 +213,10 @@ impl Application {
         let stop_engine = async {
             if let Some(engine) = &engine {
                 engine.shutdown(shutdown_timeout).await;
+            }
+            // The last counts, so a rolling restart leaves no gap.
+            if let Err(e) = stats.flush().await {
+                tracing::warn!(error = %e, "could not write the last dashboard statistics");
             }
         };
         tokio::select! {

@@ -153,7 +153,7 @@ pub async fn rotate_key(
     {
         RotateOutcome::Stale => Err(ApiError::Unauthorized),
         RotateOutcome::Rotated(outcome @ IngestOutcome::Created { id: event_id, .. }) => {
-            st.after_ingest(std::slice::from_ref(&outcome));
+            st.after_ingest(std::slice::from_ref(&event), std::slice::from_ref(&outcome));
             tracing::info!(account = %id, "api key rotated");
             Ok(HttpResponse::Ok().json(RotatedKey {
                 api_key: key.plaintext,

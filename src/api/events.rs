@@ -248,7 +248,7 @@ pub async fn ingest(
         .store
         .ingest(std::slice::from_ref(&event), now.timestamp_millis())
         .await?;
-    st.after_ingest(&outcomes);
+    st.after_ingest(std::slice::from_ref(&event), &outcomes);
     let accepted = outcome_result(&outcomes[0])?;
     let mut res = HttpResponse::Accepted();
     if accepted.status == "duplicate" {
@@ -304,7 +304,7 @@ pub async fn ingest_batch(
     }
     if !valid.is_empty() {
         let outcomes = st.store.ingest(&valid, now.timestamp_millis()).await?;
-        st.after_ingest(&outcomes);
+        st.after_ingest(&valid, &outcomes);
         for (index, outcome) in positions.into_iter().zip(outcomes) {
             results[index] = Some(match outcome_result(&outcome) {
                 Ok(a) => BatchItem {

@@ -43,6 +43,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// Judges webhook host names when a subscription is written.
     pub resolver: crate::delivery::resolve::TargetResolver,
+    /// This replica's dashboard statistics.
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl AppState {
@@ -85,12 +87,18 @@ impl AppState {
     }
 
     /// Counts what ingest stored and wakes the scheduler for new deliveries.
-    pub fn after_ingest(&self, outcomes: &[crate::store::IngestOutcome]) {
+    pub fn after_ingest(
+        &self,
+        ingested: &[crate::domain::event::NewEvent],
+        outcomes: &[crate::store::IngestOutcome],
+    ) {
         let (mut events, mut deliveries) = (0u64, 0u64);
-        for o in outcomes {
+        for (e, o) in ingested.iter().zip(outcomes) {
             if let crate::store::IngestOutcome::Created { deliveries: d, .. } = o {
                 events += 1;
                 deliveries += u64::from(*d);
+                self.stats
+                    .ingested(self.store.keys().shard_of(&e.account_id), 1);
             }
         }
         metrics::counter!(crate::metrics::EVENTS_INGESTED).increment(events);

@@ -9,12 +9,14 @@
 //! - [`pages`]: the account pages and their forms; thin, over the same store
 //!   calls the API makes. [`editor`]: the subscription form (create, edit).
 //! - [`operator`]: the operators' queue page (admin-key sessions).
+//! - [`charts`]: the small inline-SVG charts (subscription health, traffic).
 //! - [`view`]: the page chrome and rendering helpers; [`assets`]: the
 //!   stylesheet; [`error`]: failures as HTML pages.
 //!
 //! Every response carries the security headers of [`security_headers`].
 
 pub mod assets;
+pub mod charts;
 pub mod editor;
 pub mod error;
 pub mod operator;

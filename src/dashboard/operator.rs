@@ -5,10 +5,12 @@
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
+use super::charts::TrafficChart;
 use super::error::PageError;
 use super::session::Operator;
 use super::view::{self, Chrome};
 use crate::api::AppState;
+use crate::domain::stats::{hour_of, minute_of, HOUR_MS, MINUTE_MS};
 use crate::store::ShardQueues;
 
 /// A shard's row, with the age of its oldest due delivery.
@@ -24,7 +26,22 @@ struct OperatorPage {
     c: Chrome,
     rows: Vec<QueueRow>,
     total: ShardQueues,
+    traffic: TrafficChart,
+    open_circuits: Vec<OpenCircuit>,
+    failing: Vec<(String, u64)>,
 }
+
+/// An endpoint last seen with an open circuit.
+pub struct OpenCircuit {
+    endpoint: String,
+    /// `probe after 14:02:11 UTC`, or `cooldown over, waiting for a probe`.
+    state: String,
+}
+
+/// Minutes of traffic the page shows.
+const TRAFFIC_MINUTES: i64 = 30;
+/// Endpoints listed by failures.
+const TOP_FAILING: usize = 10;
 
 /// `12 ms`, `4 s`, `3 min`, `2 h`.
 fn age(ms: i64) -> String {
@@ -42,7 +59,25 @@ fn age(ms: i64) -> String {
 /// `GET /dashboard/operator`.
 pub async fn queues(op: Operator, st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let now = st.clock.now_ms();
-    let shards = st.store.shard_queues(now).await?;
+    let minute = minute_of(now);
+    let hour = hour_of(now);
+    let (shards, traffic, open, failing) = tokio::try_join!(
+        st.store.shard_queues(now),
+        st.store.traffic(minute - TRAFFIC_MINUTES + 1, minute),
+        st.store.open_circuits(now - HOUR_MS),
+        st.store.top_failing_endpoints(hour - 23, hour, TOP_FAILING),
+    )?;
+    let open_circuits = open
+        .into_iter()
+        .map(|(endpoint, until)| OpenCircuit {
+            endpoint,
+            state: if until > now {
+                format!("probe after {}", view::when(until))
+            } else {
+                "cooldown over: the next delivery probes it".to_owned()
+            },
+        })
+        .collect();
     let mut total = ShardQueues::default();
     for q in &shards {
         total.due += q.due;
@@ -72,6 +107,9 @@ pub async fn queues(op: Operator, st: web::Data<AppState>) -> Result<HttpRespons
             })
             .collect(),
         total,
+        traffic: TrafficChart::new(&traffic, now - minute * MINUTE_MS),
+        open_circuits,
+        failing,
     })
 }
 

@@ -503,6 +503,10 @@ impl CarryOut {
             &self.attempt,
             &effects.outcome,
         );
+        let shard = self.job.claimed.shard;
+        if effects.endpoint == Some(Signal::Failure) {
+            ctx.stats.endpoint_failed(shard, redact_url(&self.url));
+        }
         let endpoint = async {
             let signal = effects.endpoint?;
             let state = ctx
@@ -519,6 +523,10 @@ impl CarryOut {
                     tracing::warn!(url = %self.url, error = %e, "could not record endpoint state")
                 })
                 .ok();
+            if let Some(s) = &state {
+                let open_until = s.circuit.open.as_ref().map(|o| o.until_ms);
+                ctx.stats.circuit(shard, redact_url(&self.url), open_until);
+            }
             self.deliverer.do_send(Recorded {
                 seq: self.seq,
                 state: state.clone(),

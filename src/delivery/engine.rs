@@ -161,6 +161,8 @@ pub struct EngineCtx {
     pub clock: Clock,
     /// Endpoint deliverers alive in this process.
     pub deliverers: AtomicUsize,
+    /// The dashboard's statistics.
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl EngineCtx {
@@ -193,6 +195,15 @@ impl EngineCtx {
             .finish(claimed, outcome, attempt, self.now_ms())
             .await?;
         self.claims.let_go(claimed);
+        if let (true, Some(a)) = (recorded, attempt) {
+            let succeeded = matches!(outcome, Outcome::Success);
+            self.stats.attempt(
+                claimed.shard,
+                claimed.subscription_id,
+                succeeded,
+                a.duration_ms,
+            );
+        }
         if let (true, Some(label)) = (recorded, finished_label(outcome)) {
             metrics::counter!(m::DELIVERIES_FINISHED, "outcome" => label).increment(1);
         }
@@ -265,7 +276,13 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the engine on a thread of its own.
-    pub fn start(store: Store, settings: &Settings, wake: Arc<Notify>, clock: Clock) -> Self {
+    pub fn start(
+        store: Store,
+        settings: &Settings,
+        wake: Arc<Notify>,
+        clock: Clock,
+        stats: Arc<crate::stats::Stats>,
+    ) -> Self {
         let registry = Registry::new(store.clone(), clock.clone());
         let ctx = Arc::new(EngineCtx {
             store: store.clone(),
@@ -279,6 +296,7 @@ impl Engine {
             scheduler_restarts: AtomicUsize::new(0),
             clock,
             deliverers: AtomicUsize::new(0),
+            stats,
         });
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod event;
 pub mod notice;
 pub mod session;
+pub mod stats;
 pub mod subscription;
 pub mod target;
 

@@ -42,6 +42,10 @@
 //! | `<p>:{sN}:digests` | zset | subscriptions with an open digest, score = when it is due |
 //! | `<p>:{sN}:digest-sending` | zset | digests being sent or waiting to retry, score = lease deadline or next attempt |
 //! | `<p>:{sN}:rate:<subscription>` | string | the subscription's rate limit: theoretical arrival time (ms) of its next send; expires once past |
+//! | `<p>:{sN}:stats:<subscription>:<hour>` | hash | the subscription's attempts in one hour (hours since the epoch): `a` attempts, `s` successes, `l<i>` attempts in latency bucket `i` (see `domain::stats`); expires 48 h after the hour |
+//! | `<p>:{sN}:traffic:<minute>` | hash | the shard's traffic in one minute (minutes since the epoch): `i` events ingested, `s`/`f` attempts that succeeded/failed; expires 2 h after the minute |
+//! | `<p>:{sN}:endpoint-failures:<hour>` | zset | failed attempts per endpoint (URL without credentials or query) in one hour; expires 48 h after the hour |
+//! | `<p>:{sN}:open-circuits` | zset | endpoints (URL without credentials or query) last seen with an open circuit, score = open until (ms); removed when the circuit closes, trimmed a day after |
 //! | `<p>:endpoint:<url>` | hash | the circuit (`failures`, `open_until`, `cooldown`, the probe lease `probe`/`probe_at`/`probe_until`), `last_success`, `failing_since`, `v` (bumped on each change); expires days after its last write |
 //! | `<p>:subscription-changes` | pub/sub channel | `<account> <subscription>` on every change |
 //! | `<p>:dash-link:<sha256 of token>` | string | a one-time dashboard link's grant (JSON: account, scope); taken with `GETDEL`, expires after `dashboard.link_ttl_secs` |
@@ -218,6 +222,27 @@ impl Keys {
     /// A subscription's rate limit, shared by every replica.
     pub fn rate(&self, account: &Uuid, subscription: &Uuid) -> String {
         format!("{}rate:{subscription}", self.base(account))
+    }
+
+    /// A subscription's attempt counts in hour `hour` (hours since the
+    /// epoch); `shard` is its account's.
+    pub fn sub_stats(&self, shard: u16, subscription: &Uuid, hour: i64) -> String {
+        format!("{}stats:{subscription}:{hour}", self.shard_base(shard))
+    }
+
+    /// A shard's traffic in minute `minute` (minutes since the epoch).
+    pub fn traffic(&self, shard: u16, minute: i64) -> String {
+        format!("{}traffic:{minute}", self.shard_base(shard))
+    }
+
+    /// Failed attempts per endpoint of a shard in hour `hour`.
+    pub fn endpoint_failures(&self, shard: u16, hour: i64) -> String {
+        format!("{}endpoint-failures:{hour}", self.shard_base(shard))
+    }
+
+    /// Endpoints of a shard last seen with an open circuit.
+    pub fn open_circuits(&self, shard: u16) -> String {
+        format!("{}open-circuits", self.shard_base(shard))
     }
 
     /// State of one endpoint (webhook URL), shared by every account using it.

@@ -13,6 +13,7 @@ mod endpoints;
 mod events;
 pub mod keys;
 pub mod page;
+mod stats;
 mod subscriptions;
 
 use std::future::Future;
@@ -35,6 +36,7 @@ pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};
 pub use events::{EventFilter, EventRecord, IngestOutcome};
 pub use keys::Keys;
 pub use page::{Cursor, Page};
+pub use stats::ShardStats;
 pub use subscriptions::PutOutcome;
 
 use crate::settings::Settings;

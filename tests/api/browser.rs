@@ -1,7 +1,10 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`; `scripts/test` installs them), driven over WebDriver
-//! with fantoccini: follow a one-time link, see the overview, open an event,
-//! press Replay and see the new delivery. Every page is saved as a PNG under
+//! with fantoccini: follow a one-time link, browse every page, rotate a
+//! secret, retry and replay; create a subscription through the form, see
+//! its first attempt fail with the next retry time, press Retry now and see
+//! the success; follow an email's dashboard link, with and without a
+//! session. Every page is saved as a PNG under
 //! `target/dashboard-screenshots/`, and every resource a page loaded must
 //! have come from courier itself.
 
@@ -12,8 +15,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::helpers::{free_port, spawn_app_with, TestApp, ADMIN_KEY};
+use crate::helpers::{delay, free_port, spawn_app_with, TestApp, ADMIN_KEY};
 use crate::receiver::{Receiver, Reply};
+use crate::smtp::SmtpServer;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/lib/chromium/chromium";
@@ -428,5 +432,187 @@ async fn a_browser_signs_in_with_a_link_browses_and_replays_an_event() {
     wait_for_path(&c, "/dashboard/operator").await;
     assert!(c.source().await.unwrap().contains("Queues"));
     snap(&c, &origin, "operator").await;
+    c.close().await.unwrap();
+}
+
+/// Waits until the page at `path` (reloaded) holds `text`.
+async fn reload_until(c: &Client, origin: &str, path: &str, text: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.goto(&format!("{origin}{path}")).await.unwrap();
+        let source = c.source().await.unwrap();
+        if source.contains(text) {
+            return source;
+        }
+        assert!(
+            Instant::now() < until,
+            "{path} never showed {text:?}: {source}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_failed_attempt_is_retried_from_the_browser_and_an_emails_link_opens_its_event() {
+    let rx = Receiver::start().await;
+    let smtp = SmtpServer::start();
+    let smtp_url = smtp.url();
+    // The retry is an hour away: the failed attempt waits for the button.
+    let app = spawn_app_with(move |s| {
+        s.delivery.retry_schedule = vec![delay("1h")];
+        s.smtp.url = smtp_url.into();
+    })
+    .await;
+    let origin = app.address.clone();
+    let (account, key) = app.create_account().await;
+    rx.script("/hooks/orders", vec![Reply::status(500)]);
+    rx.default_reply("/hooks/orders", Reply::status(200));
+    let r = app
+        .post(
+            "/v1/dashboard/links",
+            Some(&key),
+            &json!({"scope": "manage"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let link = r.body["url"].as_str().unwrap();
+    let link = format!("{origin}{}", &link[link.find("/dashboard/").unwrap()..]);
+
+    let driver = Driver::start().await;
+    let c = driver.browser().await;
+    c.goto(&link).await.unwrap();
+    wait_for_path(&c, "/dashboard").await;
+
+    // A webhook subscription through the form.
+    c.goto(&format!("{origin}/dashboard/subscriptions/new"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name='description']"))
+        .await
+        .unwrap()
+        .send_keys("order sync")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[value='customer.created']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name='url']"))
+        .await
+        .unwrap()
+        .send_keys(&rx.url("/hooks/orders"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.editor button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !c.source().await.unwrap().contains("whsec_") {
+        assert!(Instant::now() < until, "no secret shown");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The platform publishes an event; the endpoint fails the first try.
+    let r = app.ingest(&account, "cus_7").await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let event = r.body["id"].as_str().unwrap().to_owned();
+    rx.wait_for("/hooks/orders", 1, Duration::from_secs(10))
+        .await;
+    let detail = app
+        .poll_until(
+            &format!("/v1/events/{event}"),
+            &key,
+            Duration::from_secs(10),
+            |b| b["deliveries"][0]["attempts"] == 1,
+        )
+        .await;
+    let delivery = detail["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/dashboard/deliveries/{delivery}");
+    let source = reload_until(&c, &origin, &path, "Next attempt").await;
+    assert!(source.contains("status-pending"), "{source}");
+    assert!(
+        source.contains("500"),
+        "the failed attempt's status: {source}"
+    );
+    snap(&c, &origin, "delivery-failed").await;
+
+    // Retry now: the second attempt succeeds at once, not an hour later.
+    c.find(Locator::Css("form[action$='/retry'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let source = reload_until(&c, &origin, &path, "status-succeeded").await;
+    assert_eq!(source.matches("<li>").count(), 2, "two attempts: {source}");
+    assert_eq!(rx.received("/hooks/orders").len(), 2);
+    snap(&c, &origin, "delivery-succeeded").await;
+
+    // An email subscription; its message links to the event's page.
+    let r = app
+        .post(
+            "/v1/subscriptions",
+            Some(&key),
+            &json!({"event_types": ["hosted_consent.revoked"],
+                    "channel": {"type": "email", "address": "dev@acme.example"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post(
+            "/v1/events",
+            Some(ADMIN_KEY),
+            &json!({"type": "hosted_consent.revoked", "account_id": account,
+                    "payload": {"consent_id": "cons_9", "customer_id": "cus_7"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let revoked = r.body["id"].as_str().unwrap().to_owned();
+    let mails = smtp.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(mails.len(), 1);
+    let text = &mails[0].text;
+    let at = text.find("/dashboard/events/").expect("a dashboard link");
+    let link_path: String = text[at..]
+        .chars()
+        .take_while(|ch| !ch.is_whitespace() && *ch != '>' && *ch != ')')
+        .collect();
+    assert_eq!(link_path, format!("/dashboard/events/{revoked}"));
+    // The link's host is `server.public_base_url`; this courier is on a
+    // random port.
+    c.goto(&format!("{origin}{link_path}")).await.unwrap();
+    let source = c.source().await.unwrap();
+    assert!(source.contains("cons_9"), "{source}");
+    snap(&c, &origin, "email-link").await;
+
+    // Followed without a session, it asks for the key and then opens the
+    // same page.
+    c.find(Locator::Css("form[action='/dashboard/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, "/dashboard/login").await;
+    c.goto(&format!("{origin}{link_path}")).await.unwrap();
+    wait_for_path(&c, "/dashboard/login").await;
+    c.find(Locator::Id("api_key"))
+        .await
+        .unwrap()
+        .send_keys(&key)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, &link_path).await;
+    assert!(c.source().await.unwrap().contains("cons_9"));
     c.close().await.unwrap();
 }

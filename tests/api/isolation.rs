@@ -174,6 +174,9 @@ async fn another_account_in_the_same_shard_or_another_gets_404_and_changes_nothi
         app.ingest(&stranger, "cus_s").await.body["id"].clone(),
     ];
     let received = rx.received("/hook").len();
+    // The statistics of the work above reach Redis within a flush
+    // (`dashboard.stats_flush_ms`, 100 ms in tests): let them land first.
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     let before = app.redis_snapshot();
 
     for (who, key, own) in [

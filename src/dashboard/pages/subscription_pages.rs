@@ -8,16 +8,24 @@ use serde::Deserialize;
 
 use super::{circuit_of, load_subscription, time_field, CursorQuery, DeliveryRow, SubRow};
 use crate::api::{deliveries, AppState, PageQuery};
+use crate::dashboard::charts::Health;
 use crate::dashboard::error::PageError;
 use crate::dashboard::session::Viewer;
 use crate::dashboard::view::{self, when, Chrome};
+use crate::domain::stats::hour_of;
 use crate::store::DeliveryFilter;
+
+/// A subscription on the overview: its row and its last 24 hours.
+struct OverviewRow {
+    sub: SubRow,
+    health: Health,
+}
 
 #[derive(Template)]
 #[template(path = "dashboard/overview.html")]
 struct OverviewPage {
     c: Chrome,
-    rows: Vec<SubRow>,
+    rows: Vec<OverviewRow>,
     next: Option<String>,
 }
 
@@ -32,6 +40,18 @@ pub async fn overview(
     let page = st
         .store
         .list_subscriptions(&account, cursor.as_ref(), limit)
+        .await?;
+    // The last 24 hours, the current one included.
+    let now_hour = hour_of(st.clock.now_ms());
+    let ids: Vec<_> = page.items.iter().map(|s| s.id).collect();
+    let mut stats = st
+        .store
+        .sub_stats(
+            st.store.keys().shard_of(&account),
+            &ids,
+            now_hour - 23,
+            now_hour,
+        )
         .await?;
     let rows = join_all(page.items.iter().map(|s| {
         let st = &st;
@@ -52,11 +72,17 @@ pub async fn overview(
                 )
                 .await?;
             let last_error = newest.items.into_iter().next().and_then(|d| d.error);
-            Ok::<_, PageError>(SubRow::new(s, circuit, last_error))
+            Ok::<_, PageError>((s.id, SubRow::new(s, circuit, last_error)))
         }
     }))
     .await
     .into_iter()
+    .map(|row| {
+        row.map(|(id, row)| OverviewRow {
+            health: Health::new(&stats.remove(&id).unwrap_or_default()),
+            sub: row,
+        })
+    })
     .collect::<Result<Vec<_>, _>>()?;
     view::html(&OverviewPage {
         c: Chrome::signed_in(&viewer, "overview"),

@@ -1,11 +1,14 @@
 //! The dashboard's handlers over HTTP, as a browser without JavaScript
 //! uses them: [`sessions`] (sign-in with the key, a one-time link or an
 //! admin key, sessions and sign-out, CSRF, the security headers) and
-//! [`pages`] (every page and form, scopes, escaping, other accounts' ids).
+//! [`pages`] (every page and form, scopes, escaping, other accounts' ids),
+//! [`stats`] (the overview's charts and the operator page's traffic and
+//! endpoints, from the delivery statistics).
 //! This module holds the cookie-keeping [`Browser`] and the set-ups both use.
 
 mod pages;
 mod sessions;
+mod stats;
 
 use std::time::Duration;
 
