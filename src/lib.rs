@@ -8,6 +8,7 @@
 //! - [`settings`]: layered configuration, validated at start-up.
 //! - [`domain`]: pure, validated types: event catalogue and payload schemas,
 //!   events, accounts and API keys, subscriptions, webhook target checks.
+//!   It reads no settings.
 //! - [`store`]: the Redis key layout, Lua scripts and every query.
 //! - [`api`]: the HTTP API (actix-web handlers, errors, auth, OpenAPI).
 //! - [`dashboard`]: the developer dashboard, HTML pages under `/dashboard`
@@ -19,6 +20,11 @@
 //!   verifies what it gets (no configuration, no Redis).
 //! - [`telemetry`] sets up logging; [`clock`] is the time courier runs on
 //!   (tests move it).
+//!
+//! Which module may use which is checked by a unit test (`layering.rs`):
+//! `email` never reaches into `delivery`, `domain` reads no settings,
+//! `store` has no `BreakerState`, and test notifications are sent by
+//! `delivery::test_send`, not by the API or the dashboard.
 
 pub mod api;
 pub mod clock;
@@ -34,3 +40,6 @@ pub mod startup;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layering;

@@ -17,6 +17,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de, Deserialize, Deserializer};
 
+use crate::domain::catalog::ExtraType;
+
 /// Why the configuration cannot be used; names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -218,6 +220,13 @@ pub struct EventSettings {
     pub extra_types: Vec<ExtraEventType>,
 }
 
+impl EventSettings {
+    /// `extra_types` as the event catalogue takes them.
+    pub fn catalog_extras(&self) -> Vec<ExtraType> {
+        self.extra_types.iter().map(ExtraType::from).collect()
+    }
+}
+
 /// An event type added by the operator.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +235,16 @@ pub struct ExtraEventType {
     pub description: String,
     /// JSON Schema of the payload, as a JSON document in a string.
     pub schema: String,
+}
+
+impl From<&ExtraEventType> for ExtraType {
+    fn from(e: &ExtraEventType) -> Self {
+        Self {
+            name: e.name.clone(),
+            description: e.description.clone(),
+            schema: e.schema.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -71,7 +71,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, SettingsError> {
     if !review.errors.is_empty() {
         return Err(SettingsError::Unfit(review.errors));
     }
-    let catalog = Catalog::new(&settings.events.extra_types)
+    let catalog = Catalog::new(&settings.events.catalog_extras())
         .map_err(|e| SettingsError::invalid("events.extra_types", e.to_string()))?;
     let redis = RedisTarget::from_settings(&settings.redis)?;
     crate::secrets::SecretBox::new(&settings.auth.encryption_keys)

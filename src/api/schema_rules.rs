@@ -201,7 +201,7 @@ mod tests {
     fn document() -> Value {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
         let settings = Settings::load_from(&dir, "test").unwrap();
-        let catalog = Catalog::new(&settings.events.extra_types).unwrap();
+        let catalog = Catalog::new(&settings.events.catalog_extras()).unwrap();
         let mut doc = serde_json::to_value(super::super::openapi::ApiDoc::openapi()).unwrap();
         apply(&mut doc, &catalog, &settings);
         doc

@@ -9,9 +9,7 @@ use super::auth::Account;
 use super::error::{ApiError, ErrorBody};
 use super::{body, AppState, PageQuery};
 use crate::delivery::breaker::BreakerState;
-use crate::delivery::notification;
-use crate::delivery::sender::Sender;
-use crate::delivery::signing::webhook_headers;
+use crate::delivery::test_send::{self, NotAWebhook, TestAnswer};
 use crate::domain::api_key::new_signing_secret;
 use crate::domain::event::format_ms;
 use crate::domain::parse_id;
@@ -123,6 +121,25 @@ pub struct TestResult {
     pub error: Option<String>,
     /// The `webhook-id` the test carried.
     pub webhook_id: Uuid,
+}
+
+impl From<TestAnswer> for TestResult {
+    fn from(a: TestAnswer) -> Self {
+        Self {
+            success: a.success,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            response: a.response,
+            error: a.error,
+            webhook_id: a.webhook_id,
+        }
+    }
+}
+
+impl From<NotAWebhook> for ApiError {
+    fn from(e: NotAWebhook) -> Self {
+        ApiError::Unprocessable("not_a_webhook", e.to_string())
+    }
 }
 
 impl SubscriptionView {
@@ -423,51 +440,10 @@ pub async fn test(
     id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(send_test(&st, &caller.account.id, &id).await?))
-}
-
-/// Sends a signed `courier.test` notification to the account's webhook
-/// subscription `id` now and reports the answer; nothing is recorded. The
-/// API and the dashboard both test here.
-pub(crate) async fn send_test(
-    st: &AppState,
-    account: &Uuid,
-    id: &str,
-) -> Result<TestResult, ApiError> {
-    let sub = load_in(st, account, id).await?;
-    let Channel::Webhook { url } = &sub.channel else {
-        return Err(ApiError::Unprocessable(
-            "not_a_webhook",
-            "test notifications are for webhook subscriptions".into(),
-        ));
-    };
+    let sub = load_in(&st, &caller.account.id, &id).await?;
     let now = st.clock.now_ms();
-    let webhook_id = Uuid::now_v7();
-    let body = notification::body(
-        &sub.id,
-        &Uuid::now_v7(),
-        notification::TEST_EVENT_TYPE,
-        now,
-        &webhook_id,
-        r#"{"message":"This is a test notification from courier."}"#,
-    );
-    let headers = webhook_headers(&sub, &webhook_id.to_string(), now, body.as_bytes());
-    let d = &st.settings.delivery;
-    let sender = Sender::new(
-        d.timeout_ms.get(),
-        d.allow_private_targets,
-        st.resolver.clone(),
-        std::num::NonZeroUsize::MIN,
-    );
-    let r = sender.post(url, &headers, body.into()).await;
-    Ok(TestResult {
-        success: r.error.is_none() && r.status.is_some_and(|s| (200..300).contains(&s)),
-        status_code: r.status,
-        duration_ms: r.duration_ms,
-        response: r.response,
-        error: r.error,
-        webhook_id,
-    })
+    let answer = test_send::send_test(&sub, &st.settings.delivery, &st.resolver, now).await?;
+    Ok(HttpResponse::Ok().json(TestResult::from(answer)))
 }
 
 /// Change a subscription. Switching an email subscription to a webhook

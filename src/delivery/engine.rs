@@ -27,11 +27,15 @@ use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
 use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
-use crate::email::notifier::{Close, EmailNotifier};
+use crate::domain::subscription::Subscription;
+use crate::email::notifier::{self, Close, EmailNotifier};
 use crate::email::Mailer;
 use crate::metrics as m;
 use crate::settings::Settings;
 use crate::store::{Attempt, Claimed, LeaseMs, Outcome, Store, StoreError};
+
+/// The email notifier as the engine runs it.
+pub type Notifier = EmailNotifier<EngineCtx>;
 
 /// How long a claim is held when one send may take `timeout_ms`: the send,
 /// twice that for waiting in the queue (see `backlog`), and a margin.
@@ -223,6 +227,71 @@ impl EngineCtx {
     }
 }
 
+/// What the email notifier may ask of the engine: it is handed claimed
+/// deliveries and gives them back through here, so they are recorded,
+/// counted and released like the webhooks' (the notifier itself imports
+/// nothing from `delivery`).
+impl notifier::Owner for EngineCtx {
+    fn now_ms(&self) -> i64 {
+        EngineCtx::now_ms(self)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.cfg.lease.email
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.cfg.poll_interval
+    }
+
+    fn retry_delay(&self, attempts_made: u32, unit: f64) -> Option<Duration> {
+        self.cfg.policy.delay_after(attempts_made, unit)
+    }
+
+    async fn subscription(
+        &self,
+        shard: u16,
+        id: &uuid::Uuid,
+    ) -> Result<Option<Arc<Subscription>>, StoreError> {
+        self.registry.get(shard, id).await
+    }
+
+    async fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+    ) -> Result<bool, StoreError> {
+        EngineCtx::finish(self, claimed, outcome, attempt).await
+    }
+
+    fn let_go(&self, claimed: &Claimed) {
+        self.claims.let_go(claimed);
+    }
+
+    fn release(&self) {
+        EngineCtx::release(self, 1);
+    }
+
+    fn log_attempt(
+        &self,
+        target: impl FnOnce() -> String,
+        claimed: &Claimed,
+        attempt: &Attempt,
+        outcome: &Outcome,
+    ) {
+        log_attempt(target, claimed, attempt, outcome);
+    }
+}
+
 /// The engine's in-memory state, by size: each is bounded by what is in
 /// recent use and returns to zero when nothing is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +339,7 @@ pub struct Engine {
     arbiter: Arbiter,
     scheduler: Addr<Scheduler>,
     /// Closed before the engine's thread stops (the SMTP pool must go first).
-    notifier: Addr<EmailNotifier>,
+    notifier: Addr<Notifier>,
     ctx: Arc<EngineCtx>,
 }
 

@@ -18,3 +18,4 @@ pub mod retry;
 pub mod scheduler;
 pub mod sender;
 pub mod signing;
+pub mod test_send;

@@ -16,10 +16,10 @@ use futures_util::future::join_all;
 use futures_util::FutureExt;
 
 use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job, Retire};
-use super::engine::EngineCtx;
+use super::engine::{EngineCtx, Notifier};
 use super::sender::Sender;
 use crate::domain::subscription::{Channel, Subscription};
-use crate::email::notifier::{self, EmailNotifier, SendEmail};
+use crate::email::notifier::{self, EmailJob, SendEmail};
 use crate::store::{Claimed, Outcome, StoreError};
 
 #[derive(Message)]
@@ -58,14 +58,14 @@ pub struct Scheduler {
     /// `Send`: it is made here, on the engine's thread).
     sender: Rc<Sender>,
     /// Sends email deliveries.
-    notifier: Addr<EmailNotifier>,
+    notifier: Addr<Notifier>,
     /// A round or a sleep is under way (one at a time).
     busy: bool,
     panic_next: bool,
 }
 
 impl Scheduler {
-    pub fn new(ctx: Arc<EngineCtx>, notifier: Addr<EmailNotifier>) -> Self {
+    pub fn new(ctx: Arc<EngineCtx>, notifier: Addr<Notifier>) -> Self {
         let cfg = &ctx.cfg;
         let sender = Rc::new(Sender::new(
             cfg.timeout,
@@ -136,8 +136,14 @@ impl Scheduler {
                     entry.0.do_send(Deliver(Job { claimed, sub: s }));
                     return;
                 }
-                Channel::Email { .. } => {
-                    self.notifier.do_send(SendEmail(Job { claimed, sub: s }));
+                Channel::Email { address, digest } => {
+                    self.notifier.do_send(SendEmail(EmailJob {
+                        claimed,
+                        subscription_id: s.id,
+                        description: s.description.clone(),
+                        to: address.clone(),
+                        digest: *digest,
+                    }));
                     return;
                 }
             },

@@ -1,6 +1,7 @@
 //! The event type catalogue: the built-in types (`event_types.json`) plus the
-//! operator's additions from configuration, each with a compiled JSON Schema
-//! that every ingested payload must satisfy.
+//! operator's additions (from configuration, handed over as plain
+//! [`ExtraType`] values), each with a compiled JSON Schema that every
+//! ingested payload must satisfy.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Invalid;
-use crate::settings::ExtraEventType;
 
 const BUILTIN: &str = include_str!("event_types.json");
 
@@ -28,6 +28,15 @@ struct Definition {
     #[serde(default)]
     example: Option<Value>,
     schema: Value,
+}
+
+/// An event type added to the built-in ones, as the operator wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraType {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the payload, as a JSON document in a string.
+    pub schema: String,
 }
 
 /// One event type.
@@ -73,7 +82,7 @@ pub fn is_valid_type_name(name: &str) -> bool {
 
 impl Catalog {
     /// The built-in types plus `extra`.
-    pub fn new(extra: &[ExtraEventType]) -> Result<Self, CatalogError> {
+    pub fn new(extra: &[ExtraType]) -> Result<Self, CatalogError> {
         let mut defs: Vec<Definition> =
             serde_json::from_str(BUILTIN).expect("built-in event types are valid JSON");
         for e in extra {
@@ -268,7 +277,7 @@ mod tests {
 
     #[test]
     fn operators_can_add_types() {
-        let extra = ExtraEventType {
+        let extra = ExtraType {
             name: "invoice.paid".into(),
             description: "An invoice was paid.".into(),
             schema: r#"{"type": "object", "required": ["invoice_id"]}"#.into(),
@@ -279,17 +288,17 @@ mod tests {
             .is_ok());
         assert!(c.validate_payload("invoice.paid", &json!({})).is_err());
 
-        let bad_name = ExtraEventType {
+        let bad_name = ExtraType {
             name: "Invoice Paid".into(),
             ..extra.clone()
         };
         assert!(Catalog::new(&[bad_name]).is_err());
-        let bad_schema = ExtraEventType {
+        let bad_schema = ExtraType {
             schema: "{".into(),
             ..extra.clone()
         };
         assert!(Catalog::new(&[bad_schema]).is_err());
-        let duplicate = ExtraEventType {
+        let duplicate = ExtraType {
             name: "meter.created".into(),
             ..extra
         };

@@ -4,7 +4,9 @@
 //! - [`transport`]: `smtp.url` → a pooled lettre transport; SMTP replies
 //!   judged (accepted / retry / refused).
 //! - [`message`]: the messages, from templates (pure).
-//! - [`notifier`]: the `EmailNotifier` actor of the delivery engine.
+//! - [`notifier`]: the `EmailNotifier` actor, run by the delivery engine
+//!   through the [`notifier::Owner`] trait (this module imports nothing
+//!   from `delivery`).
 
 pub mod message;
 pub mod notifier;
@@ -14,7 +16,6 @@ use std::time::Duration;
 
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
-use crate::delivery::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::store::Outcome;
 use message::Composer;
@@ -50,21 +51,21 @@ impl Mailer {
 
 /// What to do after an SMTP attempt: accepted → done; refused (5xx) → failed
 /// at once with the server's reply; anything else → retried on the
-/// schedule, failed once it is used up.
+/// schedule, failed once it is used up. `retry_delay` is the schedule: the
+/// wait after `attempts_made` attempts, `None` once it is used up.
 pub fn next_step(
     verdict: SmtpVerdict,
     reply: &str,
     attempts_made: u32,
-    policy: &RetryPolicy,
+    retry_delay: impl FnOnce(u32) -> Option<Duration>,
     now_ms: i64,
-    unit: f64,
 ) -> Outcome {
     match verdict {
         SmtpVerdict::Accepted => Outcome::Success,
         SmtpVerdict::Permanent => Outcome::Fail {
             error: format!("the SMTP server refused the message: {reply}"),
         },
-        SmtpVerdict::Transient => match policy.delay_after(attempts_made, unit) {
+        SmtpVerdict::Transient => match retry_delay(attempts_made) {
             Some(d) => Outcome::Retry {
                 due_ms: now_ms + d.as_millis() as i64,
             },
@@ -81,25 +82,30 @@ mod tests {
 
     #[test]
     fn smtp_outcomes_follow_the_reply() {
-        let policy = RetryPolicy::new(vec![Duration::from_secs(5), Duration::from_secs(60)], 0.0);
+        // Wait 5 s after the first attempt, 60 s after the second, then stop.
+        let policy = |made: u32| {
+            [Duration::from_secs(5), Duration::from_secs(60)]
+                .get(made as usize - 1)
+                .copied()
+        };
         assert_eq!(
-            next_step(SmtpVerdict::Accepted, "250 OK", 1, &policy, 0, 0.5),
+            next_step(SmtpVerdict::Accepted, "250 OK", 1, policy, 0),
             Outcome::Success
         );
         assert_eq!(
-            next_step(SmtpVerdict::Transient, "451 later", 1, &policy, 1_000, 0.5),
+            next_step(SmtpVerdict::Transient, "451 later", 1, policy, 1_000),
             Outcome::Retry { due_ms: 6_000 }
         );
         assert_eq!(
-            next_step(SmtpVerdict::Transient, "451 later", 2, &policy, 1_000, 0.5),
+            next_step(SmtpVerdict::Transient, "451 later", 2, policy, 1_000),
             Outcome::Retry { due_ms: 61_000 }
         );
         assert!(matches!(
-            next_step(SmtpVerdict::Transient, "451 later", 3, &policy, 0, 0.5),
+            next_step(SmtpVerdict::Transient, "451 later", 3, policy, 0),
             Outcome::Fail { error } if error.contains("gave up after 3")
         ));
         assert!(matches!(
-            next_step(SmtpVerdict::Permanent, "550 no such user", 1, &policy, 0, 0.5),
+            next_step(SmtpVerdict::Permanent, "550 no such user", 1, policy, 0),
             Outcome::Fail { error } if error.contains("550 no such user")
         ));
     }

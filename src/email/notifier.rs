@@ -10,6 +10,11 @@
 //! digest or a notice is sent by one of them; if that one dies mid-send, the
 //! lease runs out and another sends it.
 //!
+//! The notifier knows nothing of the engine that runs it: it is given
+//! [`EmailJob`]s and reaches its owner (the clock, the settings it needs,
+//! the bookkeeping of claimed deliveries) only through the [`Owner`] trait,
+//! which the delivery engine implements.
+//!
 //! Shutdown comes in two steps: [`Drain`] (no message starts any more; a
 //! delivery, digest or notice waiting for a connection is handed back
 //! unsent) and [`Close`] (messages still being sent are abandoned, digests
@@ -19,7 +24,6 @@
 
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,13 +35,10 @@ use uuid::Uuid;
 use super::message::{DigestEmail, DigestEntry, EventEmail};
 use super::transport::{self, SmtpResult, SmtpVerdict};
 use super::Mailer;
-use crate::delivery::deliverer::Job;
-use crate::delivery::engine::log_attempt;
-use crate::delivery::engine::EngineCtx;
 use crate::domain::event::format_ms;
-use crate::domain::subscription::{Channel, Digest};
+use crate::domain::subscription::{Channel, Digest, Subscription};
 use crate::metrics as m;
-use crate::store::{Attempt, ClaimedDigest, ClaimedNotice, Outcome};
+use crate::store::{Attempt, Claimed, ClaimedDigest, ClaimedNotice, Outcome, Store, StoreError};
 
 /// Most digests or notices claimed per shard per poll.
 const CLAIM_MAX: usize = 16;
@@ -45,10 +46,83 @@ const CLAIM_MAX: usize = 16;
 /// Longest [`Close`] waits for abandoned sends to let go of the transport.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
+/// What the notifier needs from the engine that runs it. Every claimed
+/// delivery handed over as an [`EmailJob`] ends in exactly one
+/// [`Owner::release`], after [`Owner::finish`] or [`Owner::let_go`] (or
+/// neither, when the send is abandoned to the claim's lease).
+pub trait Owner: 'static {
+    /// The time the engine runs on, ms.
+    fn now_ms(&self) -> i64;
+
+    /// The engine is shutting down: claim nothing more.
+    fn stopping(&self) -> bool;
+
+    /// The store digests and notices are claimed from and recorded in.
+    fn store(&self) -> &Store;
+
+    /// How long an email claim (delivery, digest, notice) is held, ms.
+    fn lease_ms(&self) -> i64;
+
+    /// How often due digests and notices are looked for.
+    fn poll_interval(&self) -> Duration;
+
+    /// The wait before the next attempt after `attempts_made` attempts;
+    /// `None` once the retry schedule is used up. `unit`, uniform in
+    /// [0, 1), draws the jitter.
+    fn retry_delay(&self, attempts_made: u32, unit: f64) -> Option<Duration>;
+
+    /// A subscription, as the engine knows it now.
+    fn subscription(
+        &self,
+        shard: u16,
+        id: &Uuid,
+    ) -> impl Future<Output = Result<Option<Arc<Subscription>>, StoreError>>;
+
+    /// Records `outcome` of a claimed delivery, with the attempt made if
+    /// any. `Ok(false)`: the claim was superseded and nothing was recorded.
+    /// Either way the claim is no longer held.
+    fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        attempt: Option<&Attempt>,
+    ) -> impl Future<Output = Result<bool, StoreError>>;
+
+    /// The claimed delivery went into a digest: no longer a claim to hand
+    /// back at shutdown.
+    fn let_go(&self, claimed: &Claimed);
+
+    /// One claimed delivery is done with (finished, held for a digest, or
+    /// abandoned to its lease): room for another.
+    fn release(&self);
+
+    /// Logs an attempt at a claimed delivery; `target` (the recipient's
+    /// mail domain) is made only when the line is logged.
+    fn log_attempt(
+        &self,
+        target: impl FnOnce() -> String,
+        claimed: &Claimed,
+        attempt: &Attempt,
+        outcome: &Outcome,
+    );
+}
+
+/// A claimed delivery of an immediate or digest email subscription: the
+/// claim and what the message needs of the subscription.
+#[derive(Debug, Clone)]
+pub struct EmailJob {
+    pub claimed: Claimed,
+    pub subscription_id: Uuid,
+    pub description: Option<String>,
+    /// The recipient.
+    pub to: String,
+    pub digest: Digest,
+}
+
 /// An email delivery claimed by the scheduler.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SendEmail(pub Job);
+pub struct SendEmail(pub EmailJob);
 
 /// Shutdown, first step: start no message; hand back deliveries waiting
 /// for a connection.
@@ -72,8 +146,8 @@ pub enum Phase {
     Closed,
 }
 
-pub struct EmailNotifier {
-    ctx: Arc<EngineCtx>,
+pub struct EmailNotifier<O: Owner> {
+    owner: Arc<O>,
     /// The transport and templates; `None` once closed.
     mailer: Option<Rc<Mailer>>,
     /// One permit per SMTP connection: bounds messages in flight.
@@ -85,12 +159,12 @@ pub struct EmailNotifier {
     polling: bool,
 }
 
-impl EmailNotifier {
-    /// Builds the transport; must run on the engine's thread.
-    pub fn new(ctx: Arc<EngineCtx>, mailer: Mailer) -> Self {
+impl<O: Owner> EmailNotifier<O> {
+    /// Takes the transport; must run on the engine's thread.
+    pub fn new(owner: Arc<O>, mailer: Mailer) -> Self {
         let slots = Arc::new(Semaphore::new(mailer.max_connections));
         Self {
-            ctx,
+            owner,
             mailer: Some(Rc::new(mailer)),
             slots,
             phase: watch::Sender::new(Phase::Running),
@@ -99,26 +173,26 @@ impl EmailNotifier {
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.polling || self.ctx.stopping.load(Ordering::SeqCst) {
+        if self.polling || self.owner.stopping() {
             return;
         }
         let Some(mailer) = self.mailer.clone() else {
             return;
         };
         self.polling = true;
-        let c = self.ctx.clone();
+        let c = self.owner.clone();
         let slots = self.slots.clone();
         let phase = self.phase.subscribe();
         let fut = async move {
             let now = c.now_ms();
-            let lease = c.cfg.lease.email;
+            let lease = c.lease_ms();
             // Claim no more than can start now: a claim waiting for a
             // connection would spend its lease.
             let mut budget = slots.available_permits();
             if budget == 0 {
                 return;
             }
-            let due = match c.store.email_due(now).await {
+            let due = match c.store().email_due(now).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not check for due email");
@@ -128,7 +202,7 @@ impl EmailNotifier {
             for (shard, notices, digests) in due {
                 if notices && budget > 0 {
                     match c
-                        .store
+                        .store()
                         .claim_notices(shard, now, lease, budget.min(CLAIM_MAX))
                         .await
                     {
@@ -153,7 +227,7 @@ impl EmailNotifier {
                 if digests && budget > 0 {
                     let max = budget.min(CLAIM_MAX);
                     match c
-                        .store
+                        .store()
                         .claim_digests(shard, now, lease, max, mailer.digest_latest)
                         .await
                     {
@@ -181,23 +255,23 @@ impl EmailNotifier {
     }
 }
 
-impl Actor for EmailNotifier {
+impl<O: Owner> Actor for EmailNotifier<O> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.polling = false;
-        let every = self.ctx.cfg.poll_interval.max(Duration::from_millis(100));
+        let every = self.owner.poll_interval().max(Duration::from_millis(100));
         ctx.run_interval(every, |act, ctx| act.poll(ctx));
     }
 }
 
-impl Supervised for EmailNotifier {
+impl<O: Owner> Supervised for EmailNotifier<O> {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!("email notifier restarting");
     }
 }
 
-impl Handler<SendEmail> for EmailNotifier {
+impl<O: Owner> Handler<SendEmail> for EmailNotifier<O> {
     type Result = ();
 
     fn handle(&mut self, SendEmail(job): SendEmail, _: &mut Self::Context) {
@@ -205,20 +279,20 @@ impl Handler<SendEmail> for EmailNotifier {
             Some(m) if *self.phase.borrow() == Phase::Running => m.clone(),
             // Shutting down: back to the schedule, unsent.
             _ => {
-                let c = self.ctx.clone();
+                let c = self.owner.clone();
                 actix::spawn(async move {
                     let outcome = Outcome::Wait { due_ms: c.now_ms() };
                     if let Err(e) = c.finish(&job.claimed, &outcome, None).await {
                         tracing::warn!(delivery = %job.claimed.delivery_id, error = %e, "could not hand back an email delivery");
                     }
-                    c.release(1);
+                    c.release();
                 });
                 return;
             }
         };
         // A task of the arbiter, not of this actor: it outlives a restart.
         actix::spawn(deliver(
-            self.ctx.clone(),
+            self.owner.clone(),
             mailer,
             self.slots.clone(),
             self.phase.subscribe(),
@@ -227,7 +301,7 @@ impl Handler<SendEmail> for EmailNotifier {
     }
 }
 
-impl Handler<Drain> for EmailNotifier {
+impl<O: Owner> Handler<Drain> for EmailNotifier<O> {
     type Result = ();
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) {
@@ -241,7 +315,7 @@ impl Handler<Drain> for EmailNotifier {
     }
 }
 
-impl Handler<Close> for EmailNotifier {
+impl<O: Owner> Handler<Close> for EmailNotifier<O> {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
@@ -267,7 +341,7 @@ impl Handler<Close> for EmailNotifier {
 /// Whether a message whose lease runs out at `lease_until_ms` may still
 /// start: its lease must cover a whole send, or another replica may claim
 /// and send it too.
-fn lease_covers(c: &EngineCtx, mailer: &Mailer, lease_until_ms: i64) -> bool {
+fn lease_covers(c: &impl Owner, mailer: &Mailer, lease_until_ms: i64) -> bool {
     lease_until_ms - c.now_ms() >= mailer.timeout.as_millis() as i64 + 1_000
 }
 
@@ -318,7 +392,7 @@ fn count(kind: &'static str, r: &SmtpResult) {
 /// the outcome after `attempts_before` earlier attempts, and the attempt as
 /// the history shows it.
 async fn attempt(
-    c: &EngineCtx,
+    c: &impl Owner,
     mailer: &Mailer,
     kind: &'static str,
     message: lettre::Message,
@@ -331,9 +405,8 @@ async fn attempt(
         r.verdict,
         &r.text,
         attempts_before + 1,
-        &c.cfg.policy,
+        |made| c.retry_delay(made, unit),
         c.now_ms(),
-        unit,
     );
     let attempt = attempt_of(&r, started_ms, duration_ms, &outcome);
     (outcome, attempt)
@@ -356,73 +429,70 @@ fn attempt_of(r: &SmtpResult, started_ms: i64, duration_ms: u64, outcome: &Outco
 }
 
 /// One claimed delivery of an email subscription: into the digest, or sent.
-async fn deliver(
-    c: Arc<EngineCtx>,
+async fn deliver<O: Owner>(
+    c: Arc<O>,
     mailer: Rc<Mailer>,
     slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
-    job: Job,
+    job: EmailJob,
 ) {
-    let Channel::Email { address, digest } = &job.sub.channel else {
-        c.release(1);
-        return;
-    };
     let claimed = &job.claimed;
+    let address = &job.to;
     let now = c.now_ms();
-    if let Some(due) = digest.period_end(now) {
+    if let Some(due) = job.digest.period_end(now) {
         match c
-            .store
+            .store()
             .hold_for_digest(claimed, due, mailer.digest_max_events, now)
             .await
         {
-            Ok(_) => c.claims.let_go(claimed),
+            Ok(_) => c.let_go(claimed),
             Err(e) => {
                 tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not hold a delivery for its digest")
             }
         }
-        c.release(1);
+        c.release();
         return;
     }
     let slot = slot(&slots, &mut phase).await;
     let now = c.now_ms();
     // Never start a message the claim's lease cannot cover, nor one while
     // shutting down.
-    let (outcome, attempt) = if slot.is_none() || !lease_covers(&c, &mailer, claimed.lease_until_ms)
-    {
-        (Outcome::Wait { due_ms: now }, None)
-    } else {
-        let message = mailer.composer.event(&EventEmail {
-            to: address,
-            subscription_id: job.sub.id,
-            description: job.sub.description.as_deref(),
-            delivery_id: claimed.delivery_id,
-            event_id: claimed.event_id,
-            event_type: &claimed.event_type,
-            occurred_at_ms: claimed.occurred_at_ms,
-            payload: &claimed.payload,
-        });
-        match message {
-            Err(e) => (
-                Outcome::Fail {
-                    error: format!("the message could not be built: {e}"),
-                },
-                None,
-            ),
-            Ok(message) => {
-                let send = attempt(&c, &mailer, "event", message, claimed.attempts);
-                let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
-                    // Abandoned: still claimed, handed back as the process stops.
-                    c.release(1);
-                    return;
-                };
-                (outcome, Some(attempt))
+    let (outcome, attempt) =
+        if slot.is_none() || !lease_covers(&*c, &mailer, claimed.lease_until_ms) {
+            (Outcome::Wait { due_ms: now }, None)
+        } else {
+            let message = mailer.composer.event(&EventEmail {
+                to: address,
+                subscription_id: job.subscription_id,
+                description: job.description.as_deref(),
+                delivery_id: claimed.delivery_id,
+                event_id: claimed.event_id,
+                event_type: &claimed.event_type,
+                occurred_at_ms: claimed.occurred_at_ms,
+                payload: &claimed.payload,
+            });
+            match message {
+                Err(e) => (
+                    Outcome::Fail {
+                        error: format!("the message could not be built: {e}"),
+                    },
+                    None,
+                ),
+                Ok(message) => {
+                    let send = attempt(&*c, &mailer, "event", message, claimed.attempts);
+                    let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
+                        // Abandoned: still claimed, handed back as the process stops.
+                        c.release();
+                        return;
+                    };
+                    (outcome, Some(attempt))
+                }
             }
-        }
-    };
+        };
     drop(slot);
     if let Some(a) = &attempt {
         let domain = address.rsplit('@').next().unwrap_or_default();
-        log_attempt(|| format!("email to …@{domain}"), claimed, a, &outcome);
+        c.log_attempt(|| format!("email to …@{domain}"), claimed, a, &outcome);
     }
     match c.finish(claimed, &outcome, attempt.as_ref()).await {
         Ok(_) => {}
@@ -430,19 +500,19 @@ async fn deliver(
             tracing::warn!(delivery = %claimed.delivery_id, error = %e, "could not record an email outcome")
         }
     }
-    c.release(1);
+    c.release();
 }
 
 /// One due digest: written and sent, its outcome recorded on every
 /// delivery it holds.
-async fn send_digest(
-    c: Arc<EngineCtx>,
+async fn send_digest<O: Owner>(
+    c: Arc<O>,
     mailer: Rc<Mailer>,
     slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
     d: ClaimedDigest,
 ) {
-    let sub = c.registry.get(d.shard, &d.subscription_id).await;
+    let sub = c.subscription(d.shard, &d.subscription_id).await;
     let (outcome, attempt) = match sub {
         Err(e) => {
             tracing::warn!(error = %e, "could not read a digest's subscription");
@@ -507,15 +577,15 @@ async fn send_digest(
                 ),
                 Ok(message) => {
                     let Some(_slot) = slot(&slots, &mut phase).await else {
-                        return hand_back_digest(&c, &d).await;
+                        return hand_back_digest(&*c, &d).await;
                     };
-                    if !lease_covers(&c, &mailer, d.lease_until_ms) {
+                    if !lease_covers(&*c, &mailer, d.lease_until_ms) {
                         // Claimed again when the lease runs out.
                         return;
                     }
-                    let send = attempt(&c, &mailer, "digest", message, d.attempts);
+                    let send = attempt(&*c, &mailer, "digest", message, d.attempts);
                     let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
-                        return hand_back_digest(&c, &d).await;
+                        return hand_back_digest(&*c, &d).await;
                     };
                     (outcome, Some(attempt))
                 }
@@ -523,7 +593,7 @@ async fn send_digest(
         }
     };
     if let Err(e) = c
-        .store
+        .store()
         .finish_digest(&d, &outcome, attempt.as_ref(), c.now_ms())
         .await
     {
@@ -533,33 +603,33 @@ async fn send_digest(
 
 /// A digest not sent because the notifier is shutting down: due again now,
 /// no attempt spent.
-async fn hand_back_digest(c: &EngineCtx, d: &ClaimedDigest) {
-    if let Err(e) = c.store.release_digest(d, c.now_ms()).await {
+async fn hand_back_digest(c: &impl Owner, d: &ClaimedDigest) {
+    if let Err(e) = c.store().release_digest(d, c.now_ms()).await {
         tracing::warn!(subscription = %d.subscription_id, error = %e, "could not hand back a digest; it is sent when its lease runs out");
     }
 }
 
 /// A notice not sent because the notifier is shutting down: due again now,
 /// no attempt spent.
-async fn hand_back_notice(c: &EngineCtx, n: &ClaimedNotice) {
-    if let Err(e) = c.store.release_notice(n, c.now_ms()).await {
+async fn hand_back_notice(c: &impl Owner, n: &ClaimedNotice) {
+    if let Err(e) = c.store().release_notice(n, c.now_ms()).await {
         tracing::warn!(notice = %n.notice.id, error = %e, "could not hand back a notice; it is sent when its lease runs out");
     }
 }
 
 /// One operational notice, to the account's contact address.
-async fn send_notice(
-    c: Arc<EngineCtx>,
+async fn send_notice<O: Owner>(
+    c: Arc<O>,
     mailer: Rc<Mailer>,
     slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
     n: ClaimedNotice,
 ) {
     let id: Uuid = n.notice.id;
-    let account = match c.store.get_account(&n.notice.account_id).await {
+    let account = match c.store().get_account(&n.notice.account_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            let _ = c.store.notice_done(n.shard, &id, None).await;
+            let _ = c.store().notice_done(n.shard, &id, None).await;
             return;
         }
         Err(e) => {
@@ -574,18 +644,18 @@ async fn send_notice(
         Ok(m) => m,
         Err(e) => {
             tracing::error!(notice = %id, error = %e, "notice could not be written; dropped");
-            let _ = c.store.notice_done(n.shard, &id, None).await;
+            let _ = c.store().notice_done(n.shard, &id, None).await;
             return;
         }
     };
     let Some(slot) = slot(&slots, &mut phase).await else {
-        return hand_back_notice(&c, &n).await;
+        return hand_back_notice(&*c, &n).await;
     };
-    if !lease_covers(&c, &mailer, n.lease_until_ms) {
+    if !lease_covers(&*c, &mailer, n.lease_until_ms) {
         return; // claimed again when the lease runs out
     }
     let Some((r, _, _)) = unless_closed(&mut phase, send_timed(&mailer, message)).await else {
-        return hand_back_notice(&c, &n).await;
+        return hand_back_notice(&*c, &n).await;
     };
     drop(slot);
     count("notice", &r);
@@ -594,9 +664,8 @@ async fn send_notice(
         r.verdict,
         &r.text,
         n.attempts,
-        &c.cfg.policy,
+        |made| c.retry_delay(made, unit),
         c.now_ms(),
-        unit,
     ) {
         Outcome::Retry { due_ms } => Some(due_ms),
         Outcome::Success => None,
@@ -605,7 +674,7 @@ async fn send_notice(
             None
         }
     };
-    if let Err(e) = c.store.notice_done(n.shard, &id, retry_at).await {
+    if let Err(e) = c.store().notice_done(n.shard, &id, retry_at).await {
         tracing::warn!(notice = %id, error = %e, "could not record a notice's outcome");
     }
 }

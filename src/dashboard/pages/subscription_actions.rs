@@ -7,11 +7,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{load_subscription, SubRow};
+use crate::api::error::ApiError;
 use crate::api::{deliveries, subscriptions as api_subs, AppState};
 use crate::dashboard::error::PageError;
 use crate::dashboard::session::Viewer;
 use crate::dashboard::signin::CsrfForm;
 use crate::dashboard::view::{self, human, Chrome};
+use crate::delivery::test_send::{self, TestAnswer};
 use crate::domain::subscription::Subscription;
 
 /// The enable/disable switch.
@@ -134,11 +136,12 @@ pub async fn rotate_secret(
 struct TestPage {
     c: Chrome,
     sub: SubRow,
-    r: crate::api::subscriptions::TestResult,
+    r: TestAnswer,
 }
 
 /// `POST /dashboard/subscriptions/{id}/test` (manage): sends a signed test
-/// notification now and shows the endpoint's answer.
+/// notification now, as the API's test does, and shows the endpoint's
+/// answer.
 pub async fn send_test(
     viewer: Viewer,
     id: web::Path<String>,
@@ -147,7 +150,10 @@ pub async fn send_test(
 ) -> Result<HttpResponse, PageError> {
     viewer.check_write(&form.csrf)?;
     let sub = load_subscription(&st, &viewer, &id).await?;
-    let r = api_subs::send_test(&st, &viewer.account.id, &id).await?;
+    let now = st.clock.now_ms();
+    let r = test_send::send_test(&sub, &st.settings.delivery, &st.resolver, now)
+        .await
+        .map_err(ApiError::from)?;
     view::html(&TestPage {
         c: Chrome::signed_in(&viewer, "overview"),
         sub: SubRow::new(&sub, None, None),
