@@ -20,6 +20,9 @@ use serde::{de, Deserialize, Deserializer};
 use crate::domain::catalog::ExtraType;
 
 /// Why the configuration cannot be used; names the offending key.
+/// The largest `delivery.claim_batch`.
+pub const MAX_CLAIM_BATCH: usize = 2_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// A file could not be read or parsed, or a value has the wrong type or
@@ -286,7 +289,12 @@ pub struct DeliverySettings {
     /// An endpoint's deliverer (its queue and breaker copy) is stopped
     /// after this long without a delivery, seconds.
     pub deliverer_idle_secs: NonZeroU64,
-    /// Deliveries claimed per shard per scheduling round.
+    /// How often each replica's janitor trims the time indexes (an
+    /// account's events, a subscription's deliveries) to the retention,
+    /// seconds; ingest and outcomes only add to them.
+    pub index_trim_secs: NonZeroU64,
+    /// Deliveries claimed per shard per scheduling round (at most
+    /// [`MAX_CLAIM_BATCH`]).
     pub claim_batch: NonZeroUsize,
     /// Deliveries claimed and unfinished per process.
     pub max_in_flight: NonZeroUsize,
@@ -554,6 +562,14 @@ impl Settings {
         }
         if !(1..=1024).contains(&self.redis.shards) {
             return Err(invalid("redis.shards", "must be between 1 and 1024"));
+        }
+        // The claim script passes a batch to one ZREM/ZADD (Lua's argument
+        // stack holds a few thousand values).
+        if self.delivery.claim_batch.get() > MAX_CLAIM_BATCH {
+            return Err(invalid(
+                "delivery.claim_batch",
+                format!("must be at most {MAX_CLAIM_BATCH}"),
+            ));
         }
         let l = &self.limits;
         if l.max_body_bytes < 1024 {

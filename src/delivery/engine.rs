@@ -78,6 +78,11 @@ pub struct EngineConfig {
     /// The account is emailed when an endpoint has been failing this long
     /// with its circuit open.
     pub circuit_alert_ms: i64,
+    /// Event types with an index of their own (the catalogue's), for
+    /// the janitor's trim.
+    pub event_types: Vec<String>,
+    /// How often the janitor trims the indexes, ms.
+    pub index_trim_ms: i64,
 }
 
 impl EngineConfig {
@@ -127,6 +132,10 @@ impl EngineConfig {
             disable_after_ms: d.disable_after_hours.get() as i64 * 3_600_000,
             poll_interval: d.poll_interval_ms.get(),
             circuit_alert_ms: s.email.circuit_alert_minutes as i64 * 60_000,
+            event_types: crate::domain::catalog::Catalog::new(&s.events.catalog_extras())
+                .map(|c| c.iter().map(|t| t.name.clone()).collect())
+                .unwrap_or_default(),
+            index_trim_ms: d.index_trim_secs.get().saturating_mul(1_000) as i64,
         }
     }
 }
@@ -167,6 +176,8 @@ pub struct EngineCtx {
     pub deliverers: AtomicUsize,
     /// The dashboard's statistics.
     pub stats: Arc<crate::stats::Stats>,
+    /// When the janitor last trimmed the indexes (engine clock, ms).
+    pub trimmed_at_ms: std::sync::atomic::AtomicI64,
 }
 
 impl EngineCtx {
@@ -366,6 +377,7 @@ impl Engine {
             clock,
             deliverers: AtomicUsize::new(0),
             stats,
+            trimmed_at_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         });
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();

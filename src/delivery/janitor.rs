@@ -1,7 +1,9 @@
 //! `Janitor`: every second, returns expired leases to the schedule (a
 //! process died mid-delivery), drops stale entries of the subscription
-//! cache and refreshes the gauges. The archive and its indexes trim
-//! themselves (see the README).
+//! cache and refreshes the gauges; every `delivery.index_trim_secs` it trims the
+//! time indexes to the retention (`Store::trim_indexes`; every replica
+//! does, which is harmless: a trim is idempotent). Archived events and
+//! deliveries expire by themselves.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,6 +47,26 @@ async fn sweep(c: Arc<EngineCtx>) {
         metrics::gauge!(m::LEASES_DEPTH).set(leased as f64);
     }
     metrics::gauge!(m::IN_FLIGHT).set(c.in_flight.load(Ordering::SeqCst) as f64);
+    let trimmed = c.trimmed_at_ms.load(Ordering::SeqCst);
+    // Due after the interval, or when the clock went back.
+    if now < trimmed || now.saturating_sub(trimmed) >= c.cfg.index_trim_ms {
+        let mut removed = 0;
+        let mut complete = true;
+        for shard in 0..c.store.keys().shards() {
+            match c.store.trim_indexes(shard, now, &c.cfg.event_types).await {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "janitor could not trim the indexes");
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete {
+            c.trimmed_at_ms.store(now, Ordering::SeqCst);
+            tracing::debug!(removed, "indexes trimmed to the retention");
+        }
+    }
     c.registry.purge_stale();
     metrics::gauge!(m::CACHED_SUBSCRIPTIONS).set(c.registry.len() as f64);
 }

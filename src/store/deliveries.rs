@@ -148,6 +148,65 @@ impl DeliveryRecord {
     }
 }
 
+/// A delivery's first attempt as its hash holds it (no list of its own,
+/// so a delivery that succeeds at once costs one HSET): `a1` is
+/// `at ms|duration ms|status|next due ms` (empty parts for none), `a1r` the
+/// response and `a1e` the error, each left out when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FirstAttempt {
+    pub a1: String,
+    pub response: String,
+    pub error: String,
+}
+
+/// Milliseconds of an RFC 3339 time written by `format_ms`.
+fn parse_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+impl FirstAttempt {
+    pub fn of(a: &Attempt) -> Result<Self, StoreError> {
+        let at = parse_ms(&a.at)
+            .ok_or_else(|| StoreError::Internal(format!("attempt time {:?}", a.at)))?;
+        let code = a.status_code.map(|c| c.to_string()).unwrap_or_default();
+        let next = a
+            .next_attempt_at
+            .as_deref()
+            .and_then(parse_ms)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        Ok(Self {
+            a1: format!("{at}|{}|{code}|{next}", a.duration_ms),
+            response: a.response.clone().unwrap_or_default(),
+            error: a.error.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The attempt back from the hash's fields; None when there is none
+    /// (or it cannot be read).
+    pub fn read(
+        a1: Option<&str>,
+        response: Option<String>,
+        error: Option<String>,
+    ) -> Option<Attempt> {
+        let mut parts = a1?.split('|');
+        let at: i64 = parts.next()?.parse().ok()?;
+        let duration_ms: u64 = parts.next()?.parse().ok()?;
+        let status_code = parts.next().and_then(|c| c.parse().ok());
+        let next = parts.next().and_then(|n| n.parse::<i64>().ok());
+        Some(Attempt {
+            at: crate::domain::event::format_ms(at),
+            duration_ms,
+            status_code,
+            response,
+            error,
+            next_attempt_at: next.map(crate::domain::event::format_ms),
+        })
+    }
+}
+
 /// An attempt as the scripts take it: its JSON, or '' for none.
 pub(super) fn attempt_json(attempt: Option<&Attempt>) -> Result<String, StoreError> {
     attempt.map_or(Ok(String::new()), |a| {
@@ -269,7 +328,17 @@ impl Store {
             Outcome::Wait { due_ms } => ("wait", *due_ms, ""),
             Outcome::Drop { error } => ("drop", 0, error.as_str()),
         };
-        let attempt_json = attempt_json(attempt)?;
+        // The first attempt goes into the delivery's hash, later ones into
+        // its list (the claim read how many were made, under the lease).
+        let (attempt_json, first) = match attempt {
+            Some(a) if claimed.attempts == 0 => (String::new(), Some(FirstAttempt::of(a)?)),
+            other => (attempt_json(other)?, None),
+        };
+        let first = first.unwrap_or(FirstAttempt {
+            a1: String::new(),
+            response: String::new(),
+            error: String::new(),
+        });
         let mut inv = self.scripts.finish.key(self.keys.schedule(claimed.shard));
         inv.key(self.keys.leases(claimed.shard))
             .arg(self.keys.shard_base(claimed.shard))
@@ -280,7 +349,10 @@ impl Store {
             .arg(due)
             .arg(attempt_json)
             .arg(error)
-            .arg(self.retention.events_ms);
+            .arg(0)
+            .arg(first.a1)
+            .arg(first.response)
+            .arg(first.error);
         let mut conn = self.conn();
         let reply: String = self
             .run(async move { inv.invoke_async(&mut conn).await })
@@ -355,13 +427,20 @@ impl Store {
         let (h, history): (HashMap<String, String>, Vec<String>) = self
             .run(async move { pipe.query_async(&mut conn).await })
             .await?;
+        let first = FirstAttempt::read(
+            h.get("a1").map(String::as_str),
+            h.get("a1r").cloned(),
+            h.get("a1e").cloned(),
+        );
         let Some(mut d) = DeliveryRecord::from_hash(*id, h).filter(|d| d.account_id == *account)
         else {
             return Ok(None);
         };
-        d.history = history
-            .iter()
-            .filter_map(|a| serde_json::from_str(a).ok())
+        // The first attempt from the hash (deliveries written before it was
+        // kept there have it in the list), then the list.
+        d.history = first
+            .into_iter()
+            .chain(history.iter().filter_map(|a| serde_json::from_str(a).ok()))
             .collect();
         Ok(Some(d))
     }
@@ -617,5 +696,39 @@ impl Store {
             .run(async move { conn.hget(key, "data").await })
             .await?;
         data.map(|d| self.subscription_from_json(&d)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::format_ms;
+
+    #[test]
+    fn a_first_attempt_survives_the_trip_through_the_hash_fields() {
+        let full = Attempt {
+            at: format_ms(1_764_446_202_552),
+            duration_ms: 12,
+            status_code: Some(500),
+            response: Some("busy | try later".into()),
+            error: None,
+            next_attempt_at: Some(format_ms(1_764_446_262_552)),
+        };
+        let bare = Attempt {
+            at: format_ms(1_764_446_202_000),
+            duration_ms: 30_000,
+            status_code: None,
+            response: None,
+            error: Some("timed out".into()),
+            next_attempt_at: None,
+        };
+        for a in [full, bare] {
+            let f = FirstAttempt::of(&a).unwrap();
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            let back = FirstAttempt::read(Some(&f.a1), some(&f.response), some(&f.error));
+            assert_eq!(back.as_ref(), Some(&a), "{f:?}");
+        }
+        assert_eq!(FirstAttempt::read(None, None, None), None);
+        assert_eq!(FirstAttempt::read(Some("x|1||"), None, None), None);
     }
 }

@@ -27,8 +27,8 @@
 //! | `<p>:{sN}:route:<account>:<type>` | set | enabled subscriptions of the account for a type (`*` = all) |
 //! | `<p>:{sN}:schedule` | zset | deliveries waiting, score = due time (ms) |
 //! | `<p>:{sN}:leases` | zset | deliveries in flight, score = lease deadline (ms) |
-//! | `<p>:{sN}:dlv:<delivery>` | hash | event_id, sub_id, account_id, event_type, status, attempts, claim, created_at, next_attempt_at, last_attempt_at, replay, error |
-//! | `<p>:{sN}:dlv:<delivery>:attempts` | list | one JSON object per attempt |
+//! | `<p>:{sN}:dlv:<delivery>` | hash | event_id, sub_id, account_id, event_type, status, attempts, claim, created_at, next_attempt_at, last_attempt_at, replay, error; the first attempt: `a1` (`at\|duration\|status\|next`), `a1r` (response), `a1e` (error) |
+//! | `<p>:{sN}:dlv:<delivery>:attempts` | list | one JSON object per attempt after the first (earlier versions wrote every attempt here) |
 //! | `<p>:{sN}:sub-dlv:<subscription>` | zset | the subscription's deliveries, score = creation ms |
 //! | `<p>:{sN}:sub-dlv:<subscription>:failed` | zset | the same, failed ones only |
 //! | `<p>:{sN}:notices:<account>` | list | operational notices (endpoint disabled, …), JSON, newest first |

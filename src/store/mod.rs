@@ -15,6 +15,7 @@ pub mod keys;
 pub mod page;
 mod stats;
 mod subscriptions;
+mod trim;
 
 use std::future::Future;
 use std::sync::Arc;

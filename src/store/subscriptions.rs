@@ -133,9 +133,26 @@ impl Store {
     }
 
     /// Deletes a subscription at `sub.version`.
+    /// Its delivery indexes, which the janitor's trim no longer sees,
+    /// expire a day after the retention (their deliveries do by then).
     pub async fn delete_subscription(&self, sub: &Subscription) -> Result<PutOutcome, StoreError> {
-        self.write_subscription(sub, Some(sub.version), None, 0, None)
-            .await
+        let outcome = self
+            .write_subscription(sub, Some(sub.version), None, 0, None)
+            .await?;
+        if outcome == PutOutcome::Ok {
+            let ttl = self.retention.events_ms + 86_400_000;
+            let mut pipe = redis::pipe();
+            for key in [
+                self.keys.subscription_deliveries(&sub.account_id, &sub.id),
+                self.keys.failed_deliveries(&sub.account_id, &sub.id),
+            ] {
+                pipe.pexpire(key, ttl).ignore();
+            }
+            let mut conn = self.conn();
+            self.run(async move { pipe.query_async::<()>(&mut conn).await })
+                .await?;
+        }
+        Ok(outcome)
     }
 
     async fn write_subscription(

@@ -969,3 +969,77 @@ async fn a_delivery_whose_subscription_was_disabled_is_counted_as_dropped() {
     assert!(after >= before + 1.0, "dropped stayed at {after}");
     assert!(rx.received("/off").is_empty());
 }
+
+#[actix_web::test]
+async fn a_delivery_written_with_its_first_attempt_in_the_list_reads_and_retries_in_order() {
+    // Earlier versions kept every attempt in `dlv:<id>:attempts`; now the
+    // first one lives in the delivery's hash. Data written before the
+    // upgrade is read in place.
+    let rx = Receiver::start().await;
+    rx.script("/hook", vec![Reply::status(500)]);
+    let app = spawn_app_with(|s| s.delivery.retry_schedule = vec![delay("1h")]).await;
+    let (account, key) = app.create_account().await;
+    app.subscribe(&key, &rx.url("/hook"), &["*"], json!({}))
+        .await;
+    app.ingest(&account, "cus_1").await;
+    rx.wait_for("/hook", 1, WAIT).await;
+    let id = rx.received("/hook")[0].header("webhook-id").to_owned();
+    let before = app
+        .poll_until(&format!("/v1/deliveries/{id}"), &key, WAIT, |b| {
+            b["attempts"] == 1
+        })
+        .await;
+    assert_eq!(before["history"].as_array().unwrap().len(), 1, "{before}");
+
+    // Rewrite it as an earlier version stored it.
+    let dkey = app
+        .redis_keys()
+        .into_iter()
+        .find(|k| k.ends_with(&format!(":dlv:{id}")))
+        .unwrap();
+    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let a1: Option<String> = redis::cmd("HGET")
+        .arg(&dkey)
+        .arg("a1")
+        .query(&mut conn)
+        .unwrap();
+    assert!(a1.is_some(), "the first attempt is in the hash");
+    let ttl: i64 = redis::cmd("PTTL").arg(&dkey).query(&mut conn).unwrap();
+    let _: () = redis::pipe()
+        .cmd("HDEL")
+        .arg(&dkey)
+        .arg("a1")
+        .arg("a1r")
+        .arg("a1e")
+        .cmd("RPUSH")
+        .arg(format!("{dkey}:attempts"))
+        .arg(before["history"][0].to_string())
+        .cmd("PEXPIRE")
+        .arg(format!("{dkey}:attempts"))
+        .arg(ttl)
+        .query(&mut conn)
+        .unwrap();
+    let old = app.get(&format!("/v1/deliveries/{id}"), Some(&key)).await;
+    assert_eq!(old.body["history"], before["history"], "read in place");
+
+    // A retry under the new version appends after it.
+    let r = app
+        .post(
+            &format!("/v1/deliveries/{id}/retry"),
+            Some(&key),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let d = app
+        .poll_until(&format!("/v1/deliveries/{id}"), &key, WAIT, |b| {
+            b["status"] == "succeeded"
+        })
+        .await;
+    let history = d["history"].as_array().unwrap();
+    assert_eq!(d["attempts"], 2);
+    assert_eq!(history.len(), 2, "{d}");
+    assert_eq!(history[0], before["history"][0]);
+    assert_eq!(history[1]["status_code"], 200);
+}

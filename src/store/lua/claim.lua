@@ -28,17 +28,29 @@ local function lease_of(sid)
   return leases[sid]
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max)
+if #due == 0 then
+  return {}
+end
+-- One ZREM and one ZADD for the whole batch; an event's fields are read
+-- once however many of its deliveries are claimed.
+redis.call('ZREM', KEYS[1], unpack(due))
+local events = {}
+local leased = {}
 local out = {}
 for _, did in ipairs(due) do
-  redis.call('ZREM', KEYS[1], did)
   local dkey = base .. 'dlv:' .. did
   local d = redis.call('HMGET', dkey, 'event_id', 'sub_id', 'attempts', 'status')
   if d[1] and d[4] == 'pending' then
-    local e = redis.call('HMGET', base .. 'event:' .. d[1], 'type', 'occurred_at', 'payload')
+    local e = events[d[1]]
+    if not e then
+      e = redis.call('HMGET', base .. 'event:' .. d[1], 'type', 'occurred_at', 'payload')
+      events[d[1]] = e
+    end
     if e[3] then
       local token = redis.call('HINCRBY', dkey, 'claim', 1)
       local until_ms = now + lease_of(d[2])
-      redis.call('ZADD', KEYS[2], until_ms, did)
+      leased[#leased + 1] = until_ms
+      leased[#leased + 1] = did
       local n = #out
       out[n + 1] = did
       out[n + 2] = tostring(token)
@@ -51,5 +63,8 @@ for _, did in ipairs(due) do
       out[n + 9] = e[3]
     end
   end
+end
+if #leased > 0 then
+  redis.call('ZADD', KEYS[2], unpack(leased))
 end
 return out

@@ -1,34 +1,14 @@
 -- Shared by every script that records events or creates deliveries.
 
--- How much longer than its newest entry an index may live: extending the
--- expiry by this much at once spares the PEXPIREAT on most writes.
-local INDEX_SLACK_MS = 86400000
-
--- The archive's retention (ms), set by every script that adds to an index
--- (from its arguments) before it calls `add_to_index`.
-local index_retention_ms = nil
-
--- Adds `member` to a time index (scored by a time, ms) that lives at least
--- as long as the data it indexes (until `expires`, ms; nil leaves the
--- index's expiry as it is). Whenever the expiry is pushed forward (at most
--- once per INDEX_SLACK_MS of an index that keeps growing), entries older
--- than the retention are trimmed: an index that is written to for ever
--- must not keep its expired entries for ever.
-local function add_to_index(key, score, member, expires, now)
+-- Adds `member` to a time index (scored by a time, ms). Indexes are trimmed
+-- to the retention, and given an expiry, by the janitor's periodic pass
+-- (`Store::trim_indexes`), not on every write.
+local function add_to_index(key, score, member)
   redis.call('ZADD', key, score, member)
-  if expires then
-    local at = redis.call('PEXPIRETIME', key)
-    if at < 0 or at < expires then
-      if index_retention_ms then
-        redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now - index_retention_ms))
-      end
-      redis.call('PEXPIREAT', key, expires + INDEX_SLACK_MS)
-    end
-  end
 end
 
 -- When `key` expires (ms since the epoch), or nil if it has no expiry.
-local function expiry_of(key, now)
+local function expiry_of(key)
   local at = redis.call('PEXPIRETIME', key)
   if at > 0 then
     return at
@@ -36,15 +16,21 @@ local function expiry_of(key, now)
   return nil
 end
 
--- Appends one attempt (JSON) to a delivery's history; the history expires
--- with the delivery.
-local function record_attempt(dkey, json, now)
+-- Appends one attempt (JSON) to a delivery's `:attempts` list (the
+-- attempts after the first, which the delivery's hash holds); the list
+-- expires with the delivery.
+local function append_attempt(dkey, json)
   local akey = dkey .. ':attempts'
   redis.call('RPUSH', akey, json)
-  local expires = expiry_of(dkey, now)
+  local expires = expiry_of(dkey)
   if expires then
     redis.call('PEXPIREAT', akey, expires)
   end
+end
+
+-- Appends one attempt (JSON) to a delivery's history and counts it.
+local function record_attempt(dkey, json, now)
+  append_attempt(dkey, json)
   redis.call('HINCRBY', dkey, 'attempts', 1)
   redis.call('HSET', dkey, 'last_attempt_at', now)
 end
@@ -63,13 +49,13 @@ end
 -- Keeps a subscription's index of failed deliveries (the only status with
 -- an index of its own: failures are few and `recover` needs them) in step
 -- with a status change.
-local function track_failed(base, did, sid, created, from, to, now, expires)
+local function track_failed(base, did, sid, created, from, to)
   local idx = base .. 'sub-dlv:' .. sid .. ':failed'
   if from == 'failed' then
     redis.call('ZREM', idx, did)
   end
   if to == 'failed' then
-    add_to_index(idx, created, did, expires, now)
+    add_to_index(idx, created, did)
   end
 end
 
@@ -83,22 +69,29 @@ local function derived_id(event_id, sub_id)
 end
 
 -- Creates a pending delivery due now: its record, its place in the shard's
--- schedule and in the subscription's and the event's delivery indexes.
+-- schedule and in the subscription's index. The caller lists it among the
+-- event's deliveries (`append_event_delivery`, or the event's own HSET).
 local function create_delivery(base, did, eid, sid, acct, etype, now, expires, replay)
   local dkey = base .. 'dlv:' .. did
   -- Only what cannot be derived: attempts and claim start absent (0), the
   -- first attempt is due at created_at.
-  redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
-    'event_type', etype, 'status', 'pending', 'created_at', now)
   if replay == '1' then
-    redis.call('HSET', dkey, 'replay', '1')
+    redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
+      'event_type', etype, 'status', 'pending', 'created_at', now, 'replay', '1')
+  else
+    redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
+      'event_type', etype, 'status', 'pending', 'created_at', now)
   end
   if expires then
     redis.call('PEXPIREAT', dkey, expires)
   end
   redis.call('ZADD', base .. 'schedule', now, did)
-  add_to_index(base .. 'sub-dlv:' .. sid, now, did, expires, now)
-  -- The event's deliveries: a field of the event itself, no key of its own.
+  add_to_index(base .. 'sub-dlv:' .. sid, now, did)
+end
+
+-- Adds a delivery to the event's list of deliveries (a field of the event
+-- itself, no key of its own).
+local function append_event_delivery(base, eid, did)
   local ekey = base .. 'event:' .. eid
   local prev = redis.call('HGET', ekey, 'deliveries')
   if prev then
@@ -132,19 +125,25 @@ local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occur
   end
   local occ = tonumber(occurred)
   local expires = occ + retention
-  local ekey = base .. 'event:' .. id
-  redis.call('HSET', ekey, 'id', id, 'account_id', acct, 'type', etype,
-    'occurred_at', occurred, 'received_at', now, 'payload', payload)
-  redis.call('PEXPIREAT', ekey, expires)
-  local cutoff = '(' .. (now - retention)
-  local indexes = {base .. 'events:' .. acct, base .. 'events:' .. acct .. ':' .. etype}
-  for _, idx in ipairs(indexes) do
-    redis.call('ZREMRANGEBYSCORE', idx, '-inf', cutoff)
-    add_to_index(idx, occ, id, expires, now)
-  end
   local subs = redis.call('SUNION', base .. 'route:' .. acct .. ':' .. etype, base .. 'route:' .. acct .. ':*')
-  for _, sid in ipairs(subs) do
-    create_delivery(base, derived_id(id, sid), id, sid, acct, etype, now, expires, '0')
+  local dids = {}
+  for i, sid in ipairs(subs) do
+    dids[i] = derived_id(id, sid)
+  end
+  local ekey = base .. 'event:' .. id
+  if #dids > 0 then
+    redis.call('HSET', ekey, 'id', id, 'account_id', acct, 'type', etype,
+      'occurred_at', occurred, 'received_at', now, 'payload', payload,
+      'deliveries', table.concat(dids, ' '))
+  else
+    redis.call('HSET', ekey, 'id', id, 'account_id', acct, 'type', etype,
+      'occurred_at', occurred, 'received_at', now, 'payload', payload)
+  end
+  redis.call('PEXPIREAT', ekey, expires)
+  add_to_index(base .. 'events:' .. acct, occ, id)
+  add_to_index(base .. 'events:' .. acct .. ':' .. etype, occ, id)
+  for i, sid in ipairs(subs) do
+    create_delivery(base, dids[i], id, sid, acct, etype, now, expires, '0')
   end
   return {'created', id, tostring(#subs)}
 end

@@ -3,11 +3,10 @@
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
 -- ARGV     base, subscription id, claim token, outcome ('success', 'retry',
 --          'fail'), now_ms, next due ms (retry), attempt JSON ('' for
---          none), error text (fail), archive retention ms
+--          none), error text (fail), (unused)
 -- Returns  'ok', or 'stale' when the claim was superseded.
 local base, sub, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, due = tonumber(ARGV[5]), ARGV[6]
-index_retention_ms = tonumber(ARGV[9])
 local list = base .. 'digest:' .. sub
 local skey = list .. ':sending'
 if redis.call('GET', list .. ':token') ~= token then
@@ -36,7 +35,7 @@ for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
         redis.call('HSET', dkey, 'error', ARGV[8])
       end
       if status ~= cur[1] then
-        track_failed(base, did, cur[2], cur[3], cur[1], status, now, expiry_of(dkey, now))
+        track_failed(base, did, cur[2], cur[3], cur[1], status)
         redis.call('HSET', dkey, 'status', status)
       end
     end

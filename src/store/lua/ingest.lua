@@ -8,7 +8,6 @@ local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local idem_ttl = tonumber(ARGV[4])
-index_retention_ms = retention
 local n = tonumber(ARGV[5])
 local out = {}
 for i = 0, n - 1 do

@@ -2,12 +2,11 @@
 -- given subscriptions, due now.
 -- KEYS[1]  the shard's schedule
 -- ARGV     base, now_ms, the caller's account id, event id, archive
---          retention ms, then pairs of delivery id, subscription id
+--          (unused), then pairs of delivery id, subscription id
 -- Returns  the number of deliveries created, -1 if the event is gone (or
 --          is another account's), -2 if a subscription is not the
 --          account's (nothing is created then)
 local base, now, acct, eid = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-index_retention_ms = tonumber(ARGV[5])
 local ekey = base .. 'event:' .. eid
 local e = redis.call('HMGET', ekey, 'account_id', 'type')
 if not e[1] or e[1] ~= acct then
@@ -19,10 +18,11 @@ for i = 7, #ARGV, 2 do
     return -2
   end
 end
-local expires = expiry_of(ekey, now)
+local expires = expiry_of(ekey)
 local n = 0
 for i = 6, #ARGV, 2 do
   create_delivery(base, ARGV[i], eid, ARGV[i + 1], acct, e[2], now, expires, '1')
+  append_event_delivery(base, eid, ARGV[i])
   n = n + 1
 end
 return n
