@@ -16,6 +16,8 @@
 //! - [`startup`]: `prepare` checks the configuration (all that `courier
 //!   check-config` runs); `Application` runs it, binds a listener and runs
 //!   the server until it is stopped.
+//! - [`queues`]: `courier queues`, the operators' view of every shard's
+//!   queues and their bulk retry and replay.
 //! - [`listen`]: `courier listen`, a local webhook receiver that prints and
 //!   verifies what it gets (no configuration, no Redis).
 //! - [`telemetry`] sets up logging; [`clock`] is the time courier runs on
@@ -34,6 +36,7 @@ pub mod domain;
 pub mod email;
 pub mod listen;
 pub mod metrics;
+pub mod queues;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

@@ -44,6 +44,11 @@ enum Configured {
     /// `auth.encryption_keys` (after putting a new key first); prints how
     /// many were rewritten. Safe while courier runs.
     Reencrypt,
+    /// Print every shard's delivery queues, digests, operational outbox
+    /// and open circuits, read from Redis (the whole fleet's); or re-queue
+    /// failed deliveries (`queues retry`) and replay archived events
+    /// (`queues replay`) of any account.
+    Queues(courier::queues::QueuesArgs),
 }
 
 #[derive(clap::Args)]
@@ -141,6 +146,27 @@ async fn configured(command: Configured) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("courier: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Configured::Queues(args) => {
+            let prepared = match startup::prepare(&settings) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("courier: {e}");
+                    return ExitCode::from(BAD_CONFIG);
+                }
+            };
+            let result = async {
+                let store = courier::store::Store::connect(&settings, &prepared.redis).await?;
+                courier::queues::run(&store, args).await
+            }
+            .await;
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("courier queues: {e}");
                     ExitCode::FAILURE
                 }
             }

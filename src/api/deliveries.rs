@@ -254,24 +254,16 @@ pub(crate) async fn recover_since(
     subscription: &Uuid,
     since_ms: i64,
 ) -> Result<Queued, ApiError> {
-    let failed = st
-        .store
-        .failed_since(account, subscription, since_ms)
-        .await?;
     let now = st.clock.now_ms();
-    let mut queued = 0;
-    let mut in_flight = 0;
-    for chunk in failed.chunks(500) {
-        for r in st.store.requeue(account, chunk, now).await? {
-            match r {
-                Requeued::Queued => queued += 1,
-                Requeued::InFlight => in_flight += 1,
-                Requeued::Missing => {}
-            }
-        }
-    }
-    if queued > 0 {
+    let done = st
+        .store
+        .recover_failed(account, subscription, since_ms, now)
+        .await?;
+    if done.queued > 0 {
         st.wake.notify_one();
     }
-    Ok(Queued { queued, in_flight })
+    Ok(Queued {
+        queued: done.queued as usize,
+        in_flight: done.in_flight as usize,
+    })
 }

@@ -97,6 +97,13 @@ impl AppState {
             if let crate::store::IngestOutcome::Created { deliveries: d, .. } = o {
                 events += 1;
                 deliveries += u64::from(*d);
+                tracing::debug!(
+                    account = %e.account_id,
+                    event = %e.id,
+                    event_type = %e.event_type,
+                    deliveries = *d,
+                    "event accepted"
+                );
                 self.stats
                     .ingested(self.store.keys().shard_of(&e.account_id), 1);
             }

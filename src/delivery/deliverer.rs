@@ -499,6 +499,7 @@ impl CarryOut {
         let now = ctx.now_ms();
         log_attempt(
             || redact_url(&self.url),
+            Some(&self.job.sub.account_id),
             &self.job.claimed,
             &self.attempt,
             &effects.outcome,

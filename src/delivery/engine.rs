@@ -299,7 +299,7 @@ impl notifier::Owner for EngineCtx {
         attempt: &Attempt,
         outcome: &Outcome,
     ) {
-        log_attempt(target, claimed, attempt, outcome);
+        log_attempt(target, None, claimed, attempt, outcome);
     }
 }
 
@@ -316,9 +316,10 @@ pub struct Held {
 /// One line per attempt, so a failing endpoint shows in the console without
 /// a dashboard. `target` names the endpoint (a URL without credentials or
 /// query, or the recipient's mail domain); it is made only when the line is
-/// logged.
+/// logged. `account` is given where the caller knows it.
 pub fn log_attempt(
     target: impl FnOnce() -> String,
+    account: Option<&uuid::Uuid>,
     claimed: &Claimed,
     a: &Attempt,
     outcome: &Outcome,
@@ -335,6 +336,9 @@ pub fn log_attempt(
     };
     tracing::info!(
         delivery = %claimed.delivery_id,
+        event = %claimed.event_id,
+        subscription = %claimed.subscription_id,
+        account = account.map(tracing::field::display),
         event_type = %claimed.event_type,
         endpoint = %target(),
         status = a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::future::try_join_all;
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -143,13 +144,14 @@ pub struct ShardQueues {
 
 impl Store {
     /// Every shard's queues at `now_ms`, read straight from Redis (so the
-    /// whole fleet's, whichever replica asks): one pipeline.
+    /// whole fleet's, whichever replica asks): one pipeline per shard (its
+    /// keys share one hash tag, so each pipeline stays in one slot of a
+    /// cluster), run concurrently.
     pub async fn shard_queues(&self, now_ms: i64) -> Result<Vec<ShardQueues>, StoreError> {
-        let shards = self.keys.shards();
-        let mut pipe = redis::pipe();
-        for shard in 0..shards {
+        try_join_all((0..self.keys.shards()).map(|shard| {
             let schedule = self.keys.schedule(shard);
             let leases = self.keys.leases(shard);
+            let mut pipe = redis::pipe();
             pipe.zcount(&schedule, "-inf", now_ms)
                 .zcard(&schedule)
                 .zrange_withscores(&schedule, 0, 0)
@@ -158,50 +160,34 @@ impl Store {
                 .zcard(self.keys.digests(shard))
                 .zcard(self.keys.digests_sending(shard))
                 .zcard(self.keys.outbox(shard));
-        }
-        let mut conn = self.conn();
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(u64, u64, Vec<(String, f64)>, u64, u64, u64, u64, u64)> = {
-            let flat: Vec<redis::Value> = self
-                .run(async move { pipe.query_async(&mut conn).await })
-                .await?;
-            flat.chunks_exact(8)
-                .map(|c| {
-                    let n =
-                        |v: &redis::Value| redis::from_redis_value::<u64>(v.clone()).unwrap_or(0);
-                    let first = redis::from_redis_value::<Vec<(String, f64)>>(c[2].clone())
-                        .unwrap_or_default();
-                    (
-                        n(&c[0]),
-                        n(&c[1]),
-                        first,
-                        n(&c[3]),
-                        n(&c[4]),
-                        n(&c[5]),
-                        n(&c[6]),
-                        n(&c[7]),
-                    )
+            let mut conn = self.conn();
+            async move {
+                #[allow(clippy::type_complexity)]
+                let (due, all, first, leased, expired, digests, sending, outbox): (
+                    u64,
+                    u64,
+                    Vec<(String, f64)>,
+                    u64,
+                    u64,
+                    u64,
+                    u64,
+                    u64,
+                ) = self
+                    .run(async move { pipe.query_async(&mut conn).await })
+                    .await?;
+                Ok::<_, StoreError>(ShardQueues {
+                    shard,
+                    due,
+                    later: all.saturating_sub(due),
+                    oldest_due_ms: first.first().map(|(_, score)| *score as i64),
+                    leased,
+                    lease_expired: expired,
+                    digests,
+                    digests_sending: sending,
+                    outbox,
                 })
-                .collect()
-        };
-        Ok(rows
-            .into_iter()
-            .zip(0..shards)
-            .map(
-                |((due, all, first, leased, expired, digests, sending, outbox), shard)| {
-                    ShardQueues {
-                        shard,
-                        due,
-                        later: all.saturating_sub(due),
-                        oldest_due_ms: first.first().map(|(_, score)| *score as i64),
-                        leased,
-                        lease_expired: expired,
-                        digests,
-                        digests_sending: sending,
-                        outbox,
-                    }
-                },
-            )
-            .collect())
+            }
+        }))
+        .await
     }
 }

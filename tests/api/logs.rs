@@ -251,3 +251,90 @@ async fn no_secret_appears_in_any_log_line_or_error_body() {
         }
     }
 }
+
+/// With `log.format = "json"` every line is one flat JSON object a log
+/// shipper can take as it is: a request's lines carry its `request_id`, and
+/// the ingest and the delivery attempt lines the ids they concern.
+#[actix_web::test]
+async fn json_logs_are_one_object_per_line_with_request_account_event_and_delivery_ids() {
+    let rx = Receiver::start().await;
+    rx.default_reply("/hook", Reply::status(204));
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let courier = Courier::start_with(
+        &prefix,
+        &[
+            ("COURIER__LOG__FORMAT", "json"),
+            ("COURIER__LOG__LEVEL", "info,courier=debug"),
+        ],
+    )
+    .await;
+    let (account, key) = create_account(&courier, "ops@acme.example").await;
+    let sub = courier
+        .post(
+            "/v1/subscriptions",
+            &key,
+            &json!({"event_types": ["*"], "channel": {"type": "webhook", "url": rx.url("/hook")}}),
+        )
+        .await;
+    assert!(sub["id"].is_string(), "{sub}");
+    let event = courier
+        .post(
+            "/v1/events",
+            ADMIN_KEY,
+            &json!({"type": "customer.created", "account_id": account, "payload": {"customer_id": "cus_1"}}),
+        )
+        .await;
+    let event = event["id"].as_str().unwrap().to_owned();
+    rx.wait_for("/hook", 1, Duration::from_secs(10)).await;
+    // The attempt's line is written once its outcome is recorded.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !courier.output().contains("\"delivered\"") && std::time::Instant::now() < until {
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = courier.output();
+    courier.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+
+    let lines: Vec<Value> = output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        assert!(l.is_object(), "{l}");
+        for field in ["timestamp", "level", "message"] {
+            assert!(l[field].is_string(), "{field} missing: {l}");
+        }
+    }
+    let find = |message: &str| -> &Value {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no line `{message}`:\n{output}"))
+    };
+    let created = find("account created");
+    assert_eq!(created["account"], account.as_str(), "{created}");
+    assert!(
+        created["request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{created}"
+    );
+    assert_eq!(created["http.route"], "/v1/accounts", "{created}");
+    let accepted = find("event accepted");
+    assert_eq!(accepted["account"], account.as_str(), "{accepted}");
+    assert_eq!(accepted["event"], event.as_str(), "{accepted}");
+    assert_eq!(accepted["event_type"], "customer.created", "{accepted}");
+    assert!(accepted["request_id"].is_string(), "{accepted}");
+    assert_ne!(accepted["request_id"], created["request_id"]);
+    let delivered = find("delivered");
+    assert_eq!(delivered["account"], account.as_str(), "{delivered}");
+    assert_eq!(delivered["event"], event.as_str(), "{delivered}");
+    assert_eq!(delivered["subscription"], sub["id"], "{delivered}");
+    assert!(
+        delivered["delivery"]
+            .as_str()
+            .is_some_and(|d| uuid::Uuid::parse_str(d).is_ok()),
+        "{delivered}"
+    );
+    assert_eq!(delivered["status"], "204", "{delivered}");
+}

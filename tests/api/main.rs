@@ -17,6 +17,7 @@ mod listen;
 mod logs;
 mod operations;
 mod process;
+mod queues;
 mod receiver;
 mod redis_kill;
 mod redis_outage;
