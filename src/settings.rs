@@ -261,10 +261,15 @@ pub struct DeliverySettings {
     /// answers.
     #[serde(default)]
     pub hosts: std::collections::HashMap<String, std::net::IpAddr>,
-    /// One webhook request's deadline (webhook claims are leased for three
-    /// times this plus 2 s).
+    /// One webhook request's deadline.
     #[serde(deserialize_with = "millis")]
     pub timeout_ms: PositiveDuration,
+    /// How long a claimed delivery is leased, seconds. The process holding
+    /// it renews the lease every quarter of this while the delivery is in
+    /// its hands, so a live process keeps its claims however long a send
+    /// takes, and a dead one's claims return to the schedule within this
+    /// (plus up to a second for the janitor).
+    pub lease_secs: NonZeroU64,
     /// Delays between attempts, e.g. `["5s", "30s", "2m"]`.
     pub retry_schedule: Vec<PositiveDuration>,
     /// Random spread of each delay (0.1 = ±10 %), so retries do not align.
@@ -316,7 +321,8 @@ pub struct SmtpSettings {
     /// Sender address of every email.
     pub from: String,
     /// Deadline of one message: connecting, the SMTP dialogue and the data
-    /// (email claims are leased for three times this plus 2 s).
+    /// (digests and operational emails are leased for three times this plus
+    /// 2 s; an email delivery's lease is `delivery.lease_secs`, renewed).
     #[serde(deserialize_with = "millis")]
     pub timeout_ms: PositiveDuration,
     /// Most SMTP connections open at once (the pool size): also the most
@@ -562,6 +568,12 @@ impl Settings {
         }
         if !(1..=1024).contains(&self.redis.shards) {
             return Err(invalid("redis.shards", "must be between 1 and 1024"));
+        }
+        if !(2..=300).contains(&self.delivery.lease_secs.get()) {
+            return Err(invalid(
+                "delivery.lease_secs",
+                "must be between 2 and 300 seconds",
+            ));
         }
         // The claim script passes a batch to one ZREM/ZADD (Lua's argument
         // stack holds a few thousand values).

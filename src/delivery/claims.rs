@@ -1,8 +1,12 @@
-//! The claims this process holds, so that a stopping process can hand every
-//! one of them back (due now, no attempt spent) instead of leaving them to
-//! their leases. A claim is held from the round that claimed it until its
-//! outcome is recorded; the store's release is fenced by the claim token, so
-//! handing back a claim that was finished meanwhile does nothing.
+//! The claims this process holds, with each one's current lease deadline:
+//! the engine renews them every quarter of the lease while they are held
+//! (so a slow send keeps its claim and a dead process's claims come back
+//! within one lease), and a stopping process hands every one of them back
+//! (due now, no attempt spent) instead of leaving them to their leases. A
+//! claim is held from the round that claimed it until its outcome is
+//! recorded; the store's renewal and release are fenced by the claim token,
+//! so touching a claim that was finished or superseded meanwhile does
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,6 +41,35 @@ impl HeldClaims {
             .is_some_and(|c| c.token == claimed.token)
         {
             held.remove(&claimed.delivery_id);
+        }
+    }
+
+    /// Whether `claimed` is still this process's with at least
+    /// `min_left_ms` of its lease left (renewals are keeping up): a send
+    /// may start on it.
+    pub fn is_live(&self, claimed: &Claimed, now_ms: i64, min_left_ms: i64) -> bool {
+        self.lock()
+            .get(&claimed.delivery_id)
+            .is_some_and(|c| c.token == claimed.token && c.lease_until_ms - now_ms >= min_left_ms)
+    }
+
+    /// The claims held now, by shard, to renew.
+    pub fn by_shard(&self) -> HashMap<u16, Vec<ClaimRef>> {
+        let mut out: HashMap<u16, Vec<ClaimRef>> = HashMap::new();
+        for c in self.lock().values() {
+            out.entry(c.shard).or_default().push(c.clone());
+        }
+        out
+    }
+
+    /// The leases of `renewed` (delivery id and token) now run until
+    /// `until_ms`.
+    pub fn renewed(&self, renewed: &[(Uuid, String)], until_ms: i64) {
+        let mut held = self.lock();
+        for (id, token) in renewed {
+            if let Some(c) = held.get_mut(id).filter(|c| c.token == *token) {
+                c.lease_until_ms = c.lease_until_ms.max(until_ms);
+            }
         }
     }
 
@@ -110,5 +143,52 @@ mod tests {
         let left = claims.take_all();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].delivery_id, b);
+    }
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+
+    fn claimed(id: Uuid, token: &str, shard: u16, lease_until_ms: i64) -> Claimed {
+        Claimed {
+            shard,
+            lease_until_ms,
+            delivery_id: id,
+            token: token.into(),
+            event_id: Uuid::nil(),
+            subscription_id: Uuid::nil(),
+            attempts: 0,
+            event_type: "customer.created".into(),
+            occurred_at_ms: 0,
+            payload: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn a_renewed_claim_stays_live_and_an_unrenewed_one_does_not() {
+        let claims = HeldClaims::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let ca = claimed(a, "1", 0, 8_000);
+        let cb = claimed(b, "1", 5, 8_000);
+        claims.hold([&ca, &cb], 0);
+        assert!(claims.is_live(&ca, 0, 4_000));
+        let shards = claims.by_shard();
+        assert_eq!(shards.len(), 2);
+        assert_eq!(shards[&5][0].delivery_id, b);
+        // At 6 s only `a` was renewed (to 14 s); `b` still ends at 8 s.
+        claims.renewed(&[(a, "1".into()), (b, "other token".into())], 14_000);
+        assert!(claims.is_live(&ca, 6_000, 4_000));
+        assert!(
+            !claims.is_live(&cb, 6_000, 4_000),
+            "too little lease left to start a send"
+        );
+        // A renewal answered late never shortens a lease.
+        claims.renewed(&[(a, "1".into())], 10_000);
+        assert!(claims.is_live(&ca, 9_000, 4_000));
+        // A claim that is not ours (another token) or let go is not live.
+        assert!(!claims.is_live(&claimed(a, "2", 0, 8_000), 0, 0));
+        claims.let_go(&ca);
+        assert!(!claims.is_live(&ca, 0, 0));
     }
 }

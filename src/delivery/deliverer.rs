@@ -181,10 +181,14 @@ impl EndpointDeliverer {
         {
             let Some(job) = self.queue.front() else { break };
             let now = self.ctx.now_ms();
-            // Never start a request the claim's lease cannot cover: the
-            // delivery might be claimed again meanwhile and sent twice.
-            let lease_left = job.claimed.lease_until_ms - now;
-            if lease_left < self.ctx.cfg.request_budget_ms() {
+            // Never start a request on a claim whose renewals are not
+            // keeping up (Redis unreachable): the delivery might be claimed
+            // again meanwhile and sent twice.
+            if !self
+                .ctx
+                .claims
+                .is_live(&job.claimed, now, self.ctx.cfg.lease.webhook / 2)
+            {
                 if let Some(job) = self.queue.pop_front() {
                     self.hand_back(job, now);
                 }

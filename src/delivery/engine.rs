@@ -37,8 +37,9 @@ use crate::store::{Attempt, Claimed, LeaseMs, Outcome, Store, StoreError};
 /// The email notifier as the engine runs it.
 pub type Notifier = EmailNotifier<EngineCtx>;
 
-/// How long a claim is held when one send may take `timeout_ms`: the send,
-/// twice that for waiting in the queue (see `backlog`), and a margin.
+/// How long a digest or an operational email is leased when one send may
+/// take `timeout_ms`: the send, twice that for waiting for a connection,
+/// and a margin (these leases are not renewed).
 pub fn lease_ms(timeout_ms: u64) -> i64 {
     i64::try_from(timeout_ms.saturating_mul(3).saturating_add(2_000)).unwrap_or(i64::MAX)
 }
@@ -50,10 +51,13 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// One webhook request's deadline.
     pub timeout: Duration,
-    /// How long a claim is held, per channel (webhook from
-    /// `delivery.timeout_ms`, email from `smtp.timeout_ms`); past it the
-    /// delivery is claimed again.
+    /// How long a delivery's claim is leased (`delivery.lease_secs`, for
+    /// both channels); the process renews it every [`Self::renew_every`]
+    /// while it holds the claim. Past it the delivery is claimed again.
     pub lease: LeaseMs,
+    /// How long a digest or an operational email is leased (three times
+    /// `smtp.timeout_ms` plus 2 s; not renewed).
+    pub message_lease_ms: i64,
     /// Most deliveries claimed per shard per round.
     pub batch: usize,
     /// Most deliveries claimed and not finished in this process.
@@ -86,8 +90,7 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// One request's deadline and a margin: the least lease a claim must
-    /// have left for a request to start, and how long a probe holds the
+    /// One request's deadline and a margin: how long a probe holds the
     /// circuit's half-open lease (unanswered by then, it counts as lost).
     pub fn request_budget_ms(&self) -> i64 {
         self.timeout.as_millis() as i64 + 1_000
@@ -101,9 +104,15 @@ impl EngineConfig {
     }
 
     /// How long a delivery may wait in an endpoint's queue before its
-    /// request starts: what the lease leaves after one request and a margin.
+    /// request starts: twice one request's deadline (the claim is renewed
+    /// meanwhile; a longer wait is better spent back in the schedule).
     pub fn queue_budget_ms(&self) -> f64 {
-        (self.lease.webhook - self.timeout.as_millis() as i64 - 1_000).max(0) as f64
+        (2 * self.timeout.as_millis()) as f64
+    }
+
+    /// How often held claims are renewed: a quarter of the lease.
+    pub fn renew_every(&self) -> Duration {
+        Duration::from_millis((self.lease.webhook / 4).max(100) as u64)
     }
 
     pub fn from_settings(s: &Settings) -> Self {
@@ -118,9 +127,10 @@ impl EngineConfig {
             },
             timeout,
             lease: LeaseMs {
-                webhook: lease_ms(d.timeout_ms.as_millis()),
-                email: lease_ms(s.smtp.timeout_ms.as_millis()),
+                webhook: d.lease_secs.get().saturating_mul(1_000) as i64,
+                email: d.lease_secs.get().saturating_mul(1_000) as i64,
             },
+            message_lease_ms: lease_ms(s.smtp.timeout_ms.as_millis()),
             batch: d.claim_batch.get(),
             max_in_flight: d.max_in_flight.get(),
             endpoint_concurrency: d.endpoint_concurrency.get(),
@@ -256,7 +266,12 @@ impl notifier::Owner for EngineCtx {
     }
 
     fn lease_ms(&self) -> i64 {
-        self.cfg.lease.email
+        self.cfg.message_lease_ms
+    }
+
+    fn claim_live(&self, claimed: &Claimed) -> bool {
+        self.claims
+            .is_live(claimed, self.now_ms(), self.cfg.lease.email / 2)
     }
 
     fn poll_interval(&self) -> Duration {
@@ -300,6 +315,27 @@ impl notifier::Owner for EngineCtx {
         outcome: &Outcome,
     ) {
         log_attempt(target, None, claimed, attempt, outcome);
+    }
+}
+
+/// Renews the lease of every claim this process holds, every quarter of the
+/// lease, for as long as the engine's thread runs: a send that takes longer
+/// than the lease keeps its claim, and a process that dies stops renewing,
+/// so its claims return to the schedule within one lease.
+async fn renew_claims(ctx: Arc<EngineCtx>) {
+    let mut tick = tokio::time::interval(ctx.cfg.renew_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (shard, claims) in ctx.claims.by_shard() {
+            let until = ctx.now_ms() + ctx.cfg.lease.webhook;
+            match ctx.store.renew(shard, &claims, until).await {
+                Ok(renewed) => ctx.claims.renewed(&renewed, until),
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "could not renew leases; their deliveries may be claimed again")
+                }
+            }
+        }
     }
 }
 
@@ -405,6 +441,7 @@ impl Engine {
             let ctx = ctx.clone();
             Supervisor::start_in_arbiter(&handle, move |_| Janitor::new(ctx));
         }
+        handle.spawn(renew_claims(ctx.clone()));
         let target = store.target().clone();
         let channel = store.keys().subscription_changes();
         Supervisor::start_in_arbiter(&handle, move |_| {
@@ -483,7 +520,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leases_follow_each_channels_timeout() {
+    fn deliveries_are_leased_for_lease_secs_and_messages_for_their_timeout() {
         let mut s = Settings::load_from(
             &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
             "test",
@@ -491,26 +528,20 @@ mod tests {
         .unwrap();
         s.delivery.timeout_ms = crate::settings::PositiveDuration::from_millis(1_000).unwrap();
         s.smtp.timeout_ms = crate::settings::PositiveDuration::from_millis(30_000).unwrap();
+        s.delivery.lease_secs = 8.try_into().unwrap();
         let cfg = EngineConfig::from_settings(&s);
         assert_eq!(
             cfg.lease,
             LeaseMs {
-                webhook: 5_000,
-                email: 92_000
+                webhook: 8_000,
+                email: 8_000
             }
         );
-        // A slow SMTP server does not lengthen webhook claims, nor the
-        // time a webhook may wait in its endpoint's queue.
-        assert_eq!(cfg.queue_budget_ms(), 3_000.0);
-        s.delivery.timeout_ms = crate::settings::PositiveDuration::from_millis(15_000).unwrap();
-        s.smtp.timeout_ms = crate::settings::PositiveDuration::from_millis(1_000).unwrap();
-        assert_eq!(
-            EngineConfig::from_settings(&s).lease,
-            LeaseMs {
-                webhook: 47_000,
-                email: 5_000
-            }
-        );
+        assert_eq!(cfg.renew_every(), Duration::from_secs(2));
+        assert_eq!(cfg.message_lease_ms, 92_000);
+        // A slow SMTP server does not lengthen the time a webhook may wait
+        // in its endpoint's queue.
+        assert_eq!(cfg.queue_budget_ms(), 2_000.0);
     }
 
     #[test]

@@ -60,8 +60,12 @@ pub trait Owner: 'static {
     /// The store digests and notices are claimed from and recorded in.
     fn store(&self) -> &Store;
 
-    /// How long an email claim (delivery, digest, notice) is held, ms.
+    /// How long a digest or notice claim is held, ms (not renewed).
     fn lease_ms(&self) -> i64;
+
+    /// Whether a claimed delivery's lease (renewed by the owner while the
+    /// claim is held) still leaves room to start a message.
+    fn claim_live(&self, claimed: &Claimed) -> bool;
 
     /// How often due digests and notices are looked for.
     fn poll_interval(&self) -> Duration;
@@ -457,38 +461,37 @@ async fn deliver<O: Owner>(
     let now = c.now_ms();
     // Never start a message the claim's lease cannot cover, nor one while
     // shutting down.
-    let (outcome, attempt) =
-        if slot.is_none() || !lease_covers(&*c, &mailer, claimed.lease_until_ms) {
-            (Outcome::Wait { due_ms: now }, None)
-        } else {
-            let message = mailer.composer.event(&EventEmail {
-                to: address,
-                subscription_id: job.subscription_id,
-                description: job.description.as_deref(),
-                delivery_id: claimed.delivery_id,
-                event_id: claimed.event_id,
-                event_type: &claimed.event_type,
-                occurred_at_ms: claimed.occurred_at_ms,
-                payload: &claimed.payload,
-            });
-            match message {
-                Err(e) => (
-                    Outcome::Fail {
-                        error: format!("the message could not be built: {e}"),
-                    },
-                    None,
-                ),
-                Ok(message) => {
-                    let send = attempt(&*c, &mailer, "event", message, claimed.attempts);
-                    let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
-                        // Abandoned: still claimed, handed back as the process stops.
-                        c.release();
-                        return;
-                    };
-                    (outcome, Some(attempt))
-                }
+    let (outcome, attempt) = if slot.is_none() || !c.claim_live(claimed) {
+        (Outcome::Wait { due_ms: now }, None)
+    } else {
+        let message = mailer.composer.event(&EventEmail {
+            to: address,
+            subscription_id: job.subscription_id,
+            description: job.description.as_deref(),
+            delivery_id: claimed.delivery_id,
+            event_id: claimed.event_id,
+            event_type: &claimed.event_type,
+            occurred_at_ms: claimed.occurred_at_ms,
+            payload: &claimed.payload,
+        });
+        match message {
+            Err(e) => (
+                Outcome::Fail {
+                    error: format!("the message could not be built: {e}"),
+                },
+                None,
+            ),
+            Ok(message) => {
+                let send = attempt(&*c, &mailer, "event", message, claimed.attempts);
+                let Some((outcome, attempt)) = unless_closed(&mut phase, send).await else {
+                    // Abandoned: still claimed, handed back as the process stops.
+                    c.release();
+                    return;
+                };
+                (outcome, Some(attempt))
             }
-        };
+        }
+    };
     drop(slot);
     if let Some(a) = &attempt {
         let domain = address.rsplit('@').next().unwrap_or_default();

@@ -313,6 +313,38 @@ impl Store {
         Ok(released)
     }
 
+    /// Renews the leases of `claims` (all of `shard`) to `until_ms`; returns
+    /// those renewed (delivery id, token): the others were finished, handed
+    /// back or superseded meanwhile.
+    pub async fn renew(
+        &self,
+        shard: u16,
+        claims: &[ClaimRef],
+        until_ms: i64,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let mut renewed = Vec::new();
+        for chunk in claims.chunks(500) {
+            let mut inv = self.scripts.renew.key(self.keys.leases(shard));
+            inv.arg(self.keys.shard_base(shard)).arg(until_ms);
+            for c in chunk {
+                inv.arg(c.delivery_id.to_string()).arg(&c.token);
+            }
+            let mut conn = self.conn();
+            let ids: Vec<String> = self
+                .run(async move { inv.invoke_async(&mut conn).await })
+                .await?;
+            let tokens: HashMap<Uuid, &str> = chunk
+                .iter()
+                .map(|c| (c.delivery_id, c.token.as_str()))
+                .collect();
+            renewed.extend(ids.iter().filter_map(|id| {
+                let id = Uuid::parse_str(id).ok()?;
+                Some((id, tokens.get(&id)?.to_string()))
+            }));
+        }
+        Ok(renewed)
+    }
+
     /// Records the outcome of a claim; false when the claim was superseded.
     pub async fn finish(
         &self,

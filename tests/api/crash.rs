@@ -404,3 +404,63 @@ async fn sigterm_returns_digests_and_notices_being_emailed_due_now() {
     );
     crate::helpers::cleanup_prefix(&prefix);
 }
+
+#[actix_web::test]
+async fn a_killed_replicas_claims_return_within_one_lease() {
+    // Leases of 2 s; a webhook timeout of 4 s (a lease that had to cover
+    // the request and its wait, as before renewals, was 3 × 4 + 2 = 14 s).
+    let settings = [
+        ("COURIER__DELIVERY__LEASE_SECS", "2"),
+        ("COURIER__DELIVERY__TIMEOUT_MS", "4000"),
+    ];
+    let rx = Receiver::start().await;
+    rx.default_reply(
+        "/slow",
+        Reply::status(200).delayed(Duration::from_millis(1_500)),
+    );
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let mut first = Courier::start_with(&prefix, &settings).await;
+    let events = setup_and_ingest(&first, &rx.url("/slow"), 40).await;
+    rx.wait_for("/slow", 4, Duration::from_secs(20)).await;
+    // Every delivery is claimed by the first replica, four in flight.
+    first.kill();
+    let killed = Instant::now();
+    rx.default_reply("/slow", Reply::status(200));
+    let second = Courier::start_with(&prefix, &settings).await;
+    all_delivered(&rx, "/slow", &events, Duration::from_secs(30)).await;
+    let took = killed.elapsed();
+    println!("lease test: the last of 40 deliveries arrived {took:?} after SIGKILL (lease 2 s)");
+    assert!(
+        took < Duration::from_secs(7),
+        "the dead replica's claims came back only after {took:?}"
+    );
+    second.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+}
+
+#[actix_web::test]
+async fn a_send_longer_than_the_lease_keeps_its_claim_on_a_live_replica() {
+    // A 2 s lease and requests that take 5 s: only renewals keep the other
+    // replica from claiming (and sending) them again.
+    let settings = [
+        ("COURIER__DELIVERY__LEASE_SECS", "2"),
+        ("COURIER__DELIVERY__TIMEOUT_MS", "8000"),
+    ];
+    let rx = Receiver::start().await;
+    rx.default_reply("/long", Reply::status(200).delayed(Duration::from_secs(5)));
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let a = Courier::start_with(&prefix, &settings).await;
+    let b = Courier::start_with(&prefix, &settings).await;
+    let events = setup_and_ingest(&a, &rx.url("/long"), 3).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while rx.completed("/long") < 3 && Instant::now() < until {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for a second claim to show, had a lease run out.
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let (requests, duplicates) = all_delivered(&rx, "/long", &events, Duration::from_secs(1)).await;
+    assert_eq!((requests, duplicates), (3, 0), "each sent exactly once");
+    a.stop().await;
+    b.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+}
