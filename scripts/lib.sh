@@ -264,3 +264,17 @@ stop_smtp_catcher() {
     SMTP_PID=""
   fi
 }
+
+# Makes sure Debian's nginx is installed (the fleet test runs three courier
+# processes behind it with deploy/nginx.conf); exits 1 if it cannot be. The
+# package's own service is not needed: the test starts nginx itself.
+ensure_nginx() {
+  if [ -x /usr/sbin/nginx ]; then
+    return 0
+  fi
+  apt_install nginx-light || apt_install nginx || exit 1
+  if ! [ -x /usr/sbin/nginx ]; then
+    say "/usr/sbin/nginx still missing after installing nginx"
+    exit 1
+  fi
+}

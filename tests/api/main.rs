@@ -10,6 +10,7 @@ mod dashboard;
 mod delivery;
 mod email;
 mod events;
+mod fleet;
 mod helpers;
 mod hostile;
 mod isolation;

@@ -25,7 +25,12 @@ impl Courier {
 
     /// Starts `courier serve` with further `COURIER__…` overrides.
     pub async fn start_with(prefix: &str, settings: &[(&str, &str)]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), prefix, settings).await
+    }
+
+    /// [`Courier::start_with`] on a given port (a replica restarted where a
+    /// load balancer expects it).
+    pub async fn start_on(port: u16, prefix: &str, settings: &[(&str, &str)]) -> Self {
         let output = tempfile::NamedTempFile::new().unwrap();
         let append = || OpenOptions::new().append(true).open(output.path()).unwrap();
         let child = courier_command("serve")
