@@ -85,6 +85,10 @@ struct Args {
     /// due tomorrow (a retry backlog), and report Redis memory per entry.
     #[arg(long, default_value_t = 0)]
     prefill_waiting: u64,
+    /// courier processes to start on the same Redis and key prefix (a
+    /// fleet); ingest connections are spread over them round-robin.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Shards of the started courier (must match `redis.shards`).
     #[arg(long, default_value_t = 16)]
     shards: u16,
@@ -331,7 +335,7 @@ async fn post(client: &awc::Client, url: &str, key: &str, body: &Value) -> Value
 /// Ingest loop of one client thread; returns (accepted, rejected).
 fn ingest_thread(
     args: Args,
-    base: String,
+    bases: Arc<Vec<String>>,
     accounts: Arc<Vec<String>>,
     thread: usize,
     stop_at: Instant,
@@ -350,8 +354,9 @@ fn ingest_thread(
         let mut loops = Vec::new();
         for c in 0..per_thread {
             let slot = thread * per_thread + c;
-            let (client, base, accounts, budget, payload) =
-                (client.clone(), base.clone(), accounts.clone(), budget.clone(), payload.clone());
+            let base = bases[slot % bases.len()].clone();
+            let (client, accounts, budget, payload) =
+                (client.clone(), accounts.clone(), budget.clone(), payload.clone());
             let (accepted, rejected, args) = (accepted.clone(), rejected.clone(), args.clone());
             loops.push(actix_web::rt::spawn(async move {
                 let single = args.batch == 1;
@@ -450,8 +455,12 @@ fn main() {
         .clone()
         .unwrap_or_else(|| format!("bench-{}", uuid::Uuid::new_v4().simple()));
     let sys = actix_web::rt::System::new();
-    let (courier, accounts) = sys.block_on(async {
+    let (courier, others, accounts) = sys.block_on(async {
         let courier = start_courier(&args, &prefix).await;
+        let mut others = Vec::new();
+        for _ in 1..args.replicas.max(1) {
+            others.push(start_courier(&args, &prefix).await);
+        }
         let client = awc::Client::default();
         let mut accounts = Vec::new();
         let mut endpoint = 0;
@@ -478,7 +487,7 @@ fn main() {
             }
             accounts.push(acc["account"]["id"].as_str().unwrap().to_owned());
         }
-        (courier, accounts)
+        (courier, others, accounts)
     });
     let pid = courier.child.as_ref().map(Child::id);
     let per_waiting = (args.prefill_waiting > 0)
@@ -516,11 +525,17 @@ fn main() {
 
     let started = Instant::now();
     let stop_at = started + duration;
+    let bases: Arc<Vec<String>> = Arc::new(
+        std::iter::once(&courier)
+            .chain(others.iter())
+            .map(|c| c.base.clone())
+            .collect(),
+    );
     let threads: Vec<_> = (0..args.threads)
         .map(|t| {
             let (args, base, accounts, budget, payload) = (
                 args.clone(),
-                courier.base.clone(),
+                bases.clone(),
                 accounts.clone(),
                 budget.clone(),
                 payload.clone(),
@@ -609,6 +624,7 @@ fn main() {
     println!("courier    max RSS {:.0} MB", *max_rss.lock().unwrap());
     println!("json {report}");
     drop(seen);
+    drop(others);
     drop(courier);
     sys.block_on(server_handle.stop(false));
     let _ = server_thread.join();
