@@ -100,15 +100,17 @@ struct Args {
 const PREFILL: &str = r#"
 local base, n0, n, now, due, expires = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local sid, acct, eid = ARGV[7], ARGV[8], ARGV[9]
-local attempt = '{"at":"2026-11-29T07:00:00.000Z","duration_ms":15000,"error":"timeout: no response within 15000 ms","next_attempt_at":"2026-11-30T07:00:00.000Z"}'
+-- A delivery whose first attempt timed out, as finish.lua leaves it: the
+-- attempt in the delivery's own hash (a1, a1e), no attempt list.
+local a1 = now .. '|15000||' .. due
+local a1e = 'timeout: no response within 15000 ms'
 for i = n0, n0 + n - 1 do
   local did = string.format('%08x-0000-8000-8000-%012x', tonumber(ARGV[10]), i)
   local dkey = base .. 'dlv:' .. did
   redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct, 'event_type', 'customer.created',
-    'status', 'pending', 'created_at', now, 'attempts', 1, 'claim', 1, 'next_attempt_at', due, 'last_attempt_at', now)
+    'status', 'pending', 'created_at', now, 'attempts', 1, 'claim', 1, 'next_attempt_at', due, 'last_attempt_at', now,
+    'a1', a1, 'a1e', a1e)
   redis.call('PEXPIREAT', dkey, expires)
-  redis.call('RPUSH', dkey .. ':attempts', attempt)
-  redis.call('PEXPIREAT', dkey .. ':attempts', expires)
   redis.call('ZADD', KEYS[1], due, did)
   redis.call('ZADD', base .. 'sub-dlv:' .. sid, now, did)
 end
