@@ -12,6 +12,10 @@
 #   describe_port PORT         "python3 (pid 123)" for what listens on PORT, if /proc tells
 #   start_redis DIR PORT [ARG...]   a redis-server of our own, data/log in DIR
 #   stop_redis DIR             stops the redis-server start_redis left in DIR
+#   start_redis_cluster DIR PORT...  a Redis Cluster of our own, one master per
+#                              PORT (data/log in DIR/<port>), slots spread by
+#                              `redis-cli --cluster create`; waits for cluster_state:ok
+#   stop_redis_cluster DIR     stops every node start_redis_cluster left in DIR
 #   start_smtp_catcher MAILDIR PORT LOG   aiosmtpd writing a maildir; sets SMTP_PID
 #   stop_smtp_catcher          stops it again
 
@@ -208,6 +212,53 @@ stop_redis() {
     fi
   fi
   rm -f "$dir/redis.pid"
+}
+
+# start_redis_cluster DIR PORT...: one cluster-enabled redis-server per PORT
+# (no persistence, node table and log in DIR/<port>/, its cluster bus on
+# another free port), joined into one
+# cluster of masters without replicas by `redis-cli --cluster create`, which
+# gives each master an equal range of the 16384 slots in the order of the
+# ports. Returns once every node reports cluster_state:ok (30 s at most).
+start_redis_cluster() {
+  local dir=$1 port _ ok
+  shift
+  local nodes=()
+  for port in "$@"; do
+    # The cluster bus port is named (not PORT + 10000, which may be taken
+    # or beyond 65535 for a high free port).
+    start_redis "$dir/$port" "$port" --cluster-enabled yes --cluster-port "$(free_port)" \
+      --cluster-config-file nodes.conf --cluster-node-timeout 5000 || return 1
+    nodes+=("127.0.0.1:$port")
+  done
+  if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+      >"$dir/create.log" 2>&1; then
+    say "redis-cli --cluster create failed:"
+    cat "$dir/create.log" >&2
+    return 1
+  fi
+  for _ in $(seq 1 300); do
+    ok=1
+    for port in "$@"; do
+      if ! redis-cli -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
+        ok=""
+        break
+      fi
+    done
+    [ -n "$ok" ] && return 0
+    sleep 0.1
+  done
+  say "the Redis Cluster on ports $* did not reach cluster_state:ok"
+  return 1
+}
+
+# stop_redis_cluster DIR: stops every node start_redis_cluster left in DIR.
+stop_redis_cluster() {
+  local node
+  for node in "$1"/*/; do
+    [ -d "$node" ] && stop_redis "${node%/}"
+  done
+  return 0
 }
 
 # start_smtp_catcher MAILDIR PORT LOG: runs aiosmtpd on 127.0.0.1:PORT in

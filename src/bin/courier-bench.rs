@@ -635,30 +635,65 @@ fn main() {
     }
 }
 
-/// Removes the run's keys.
+/// Removes the run's keys: on each master of a cluster (`url` lists its
+/// seeds, comma-separated), as SCAN sees one node's keys only.
 fn cleanup(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_connection() else {
-        return;
-    };
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query(&mut conn)
-            .unwrap_or((0, vec![]));
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
+    for mut conn in master_connections(url) {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}:*"))
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut conn)
+                .unwrap_or((0, vec![]));
+            if !keys.is_empty() {
+                // One key per command: keys of several slots in one
+                // command are refused on a cluster node.
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("UNLINK").arg(k).ignore();
+                }
+                let _: Result<(), _> = pipe.query(&mut conn);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
+}
+
+/// A connection to the one Redis of `url`, or to each master of the
+/// cluster whose seeds it lists (from the first seed's `CLUSTER NODES`).
+fn master_connections(url: &str) -> Vec<redis::Connection> {
+    let connect = |u: &str| redis::Client::open(u).ok()?.get_connection().ok();
+    let seeds: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if seeds.len() < 2 {
+        return seeds.first().and_then(|s| connect(s)).into_iter().collect();
+    }
+    let Some(nodes) = seeds.iter().find_map(|s| {
+        let mut c = connect(s)?;
+        redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query::<String>(&mut c)
+            .ok()
+    }) else {
+        return Vec::new();
+    };
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let serving = f.len() > 8 && f[2].contains("master") && !f[2].contains("fail");
+            let addr = f.get(1)?.split('@').next()?;
+            serving.then(|| connect(&format!("redis://{addr}")))?
+        })
+        .collect()
 }

@@ -107,7 +107,11 @@ impl RedisConn {
             let mut builder = ClusterClient::builder(seeds)
                 .connection_timeout(connect_timeout)
                 .response_timeout(command_timeout)
-                .retries(2);
+                // Each MOVED/ASK redirect and TRYAGAIN wait of one command
+                // takes a retry: while a slot moves, a command may meet
+                // ASK, then MOVED before the client's slot map is fresh.
+                // The store's deadline still bounds the whole.
+                .retries(5);
             if let Some(certs) = target.certificates() {
                 builder = builder.certs(certs);
             }

@@ -403,17 +403,17 @@ impl Store {
 
     /// The earliest due time over all shards.
     pub async fn next_due_any(&self) -> Result<Option<i64>, StoreError> {
-        let mut pipe = redis::pipe();
-        for shard in 0..self.keys.shards() {
-            pipe.zrange_withscores(self.keys.schedule(shard), 0, 0);
-        }
-        let mut conn = self.conn();
-        let firsts: Vec<Vec<(String, f64)>> = self
-            .run(async move { pipe.query_async(&mut conn).await })
+        // One pipeline per shard: a cluster refuses one across slots.
+        let firsts: Vec<(Vec<(String, f64)>,)> = self
+            .each_shard(|shard| {
+                let mut pipe = redis::pipe();
+                pipe.zrange_withscores(self.keys.schedule(shard), 0, 0);
+                pipe
+            })
             .await?;
         Ok(firsts
             .iter()
-            .filter_map(|f| f.first().map(|(_, s)| *s as i64))
+            .filter_map(|(f,)| f.first().map(|(_, s)| *s as i64))
             .min())
     }
 
@@ -429,17 +429,17 @@ impl Store {
 
     /// Waiting and in-flight deliveries over all shards.
     pub async fn queue_depths(&self) -> Result<(u64, u64), StoreError> {
-        let mut pipe = redis::pipe();
-        for shard in 0..self.keys.shards() {
-            pipe.zcard(self.keys.schedule(shard))
-                .zcard(self.keys.leases(shard));
-        }
-        let mut conn = self.conn();
-        let counts: Vec<u64> = self
-            .run(async move { pipe.query_async(&mut conn).await })
+        // One pipeline per shard: a cluster refuses one across slots.
+        let counts: Vec<(u64, u64)> = self
+            .each_shard(|shard| {
+                let mut pipe = redis::pipe();
+                pipe.zcard(self.keys.schedule(shard))
+                    .zcard(self.keys.leases(shard));
+                pipe
+            })
             .await?;
-        let waiting = counts.iter().step_by(2).sum();
-        let leased = counts.iter().skip(1).step_by(2).sum();
+        let waiting = counts.iter().map(|c| c.0).sum();
+        let leased = counts.iter().map(|c| c.1).sum();
         Ok((waiting, leased))
     }
 

@@ -43,31 +43,32 @@ const REPORTED_TTL_MS: i64 = 30 * 86_400_000;
 
 impl Store {
     /// The shards with email work due at `now_ms`: (shard, notices due,
-    /// digests due). One round trip, so an idle poll costs no scripts.
+    /// digests due). One read-only pipeline per shard (one slot each), sent
+    /// at once, so an idle poll costs no scripts.
     pub async fn email_due(&self, now_ms: i64) -> Result<Vec<(u16, bool, bool)>, StoreError> {
         let shards = self.keys.shards();
-        let mut pipe = redis::pipe();
-        for shard in 0..shards {
-            for key in [
-                self.keys.outbox(shard),
-                self.keys.digests(shard),
-                self.keys.digests_sending(shard),
-            ] {
-                pipe.cmd("ZRANGEBYSCORE")
-                    .arg(key)
-                    .arg("-inf")
-                    .arg(now_ms)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1);
-            }
-        }
-        let mut conn = self.conn();
-        let firsts: Vec<Vec<String>> = self
-            .run(async move { pipe.query_async(&mut conn).await })
+        let firsts: Vec<Vec<Vec<String>>> = self
+            .each_shard(|shard| {
+                let mut pipe = redis::pipe();
+                for key in [
+                    self.keys.outbox(shard),
+                    self.keys.digests(shard),
+                    self.keys.digests_sending(shard),
+                ] {
+                    pipe.cmd("ZRANGEBYSCORE")
+                        .arg(key)
+                        .arg("-inf")
+                        .arg(now_ms)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(1);
+                }
+                pipe
+            })
             .await?;
         Ok(firsts
-            .chunks_exact(3)
+            .iter()
+            .filter(|due| due.len() == 3)
             .zip(0..shards)
             .filter_map(|(due, shard)| {
                 let notices = !due[0].is_empty();

@@ -250,6 +250,24 @@ impl Store {
 }
 
 impl Store {
+    /// Runs `pipeline(shard)` for every shard, concurrently: one pipeline per
+    /// shard, so that each stays in its shard's slot on a cluster (a
+    /// pipeline across slots is refused there). Replies in shard order.
+    async fn each_shard<T>(
+        &self,
+        pipeline: impl Fn(u16) -> redis::Pipeline,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: redis::FromRedisValue + Send,
+    {
+        futures_util::future::try_join_all((0..self.keys.shards()).map(|shard| {
+            let pipe = pipeline(shard);
+            let mut conn = self.conn();
+            self.run(async move { pipe.query_async::<T>(&mut conn).await })
+        }))
+        .await
+    }
+
     /// One page of ids from a time-ordered index, newest first, within
     /// `[min, max]` (ms), resuming after `cursor`.
     async fn page_ids(

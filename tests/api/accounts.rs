@@ -24,8 +24,7 @@ async fn creating_an_account_returns_it_with_a_key_that_works() {
 async fn account_keys_are_stored_only_as_hashes() {
     let app = spawn_app().await;
     let (id, key) = app.create_account().await;
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     let account_key = app
         .redis_keys()
         .into_iter()

@@ -55,14 +55,13 @@ async fn setup_and_ingest(c: &Courier, url: &str, n: usize) -> HashSet<String> {
 
 /// courier's Redis data under one prefix, read straight from Redis.
 struct Data {
-    conn: redis::Connection,
+    conn: crate::helpers::SyncConn,
     keys: Keys,
 }
 
 impl Data {
     fn of(prefix: &str) -> Self {
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut conn = client.get_connection().unwrap();
+        let mut conn = crate::helpers::redis_connection(&crate::helpers::redis_url());
         let shards: u16 = redis::cmd("HGET")
             .arg(Keys::new(prefix, 1).meta())
             .arg("shards")
@@ -122,10 +121,7 @@ fn queues(prefix: &str) -> Queues {
     let mut data = Data::of(prefix);
     let leased = data.scored_in_every_shard(Keys::leases);
     let due = data.scored_in_every_shard(Keys::schedule);
-    let records: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*:dlv:*"))
-        .query(&mut data.conn)
-        .unwrap();
+    let records = crate::helpers::keys_matching(&redis_url(), &format!("{prefix}:*:dlv:*"));
     let mut deliveries = HashMap::new();
     for key in records.iter().filter(|k| !k.ends_with(":attempts")) {
         let id = key.rsplit(':').next().unwrap().to_owned();

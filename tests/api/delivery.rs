@@ -677,8 +677,7 @@ async fn an_endpoint_failing_for_days_is_disabled_with_a_notice() {
     let (sub, _) = app.subscribe(&key, &url, &["*"], json!({})).await;
     // The endpoint has been failing for six days (state shared in Redis).
     let six_days_ago = chrono::Utc::now().timestamp_millis() - 6 * 86_400_000;
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     let _: () = redis::cmd("HSET")
         .arg(format!("{}:endpoint:{url}", app.prefix))
         .arg("failing_since")
@@ -997,8 +996,7 @@ async fn a_delivery_written_with_its_first_attempt_in_the_list_reads_and_retries
         .into_iter()
         .find(|k| k.ends_with(&format!(":dlv:{id}")))
         .unwrap();
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     let a1: Option<String> = redis::cmd("HGET")
         .arg(&dkey)
         .arg("a1")
@@ -1006,16 +1004,21 @@ async fn a_delivery_written_with_its_first_attempt_in_the_list_reads_and_retries
         .unwrap();
     assert!(a1.is_some(), "the first attempt is in the hash");
     let ttl: i64 = redis::cmd("PTTL").arg(&dkey).query(&mut conn).unwrap();
-    let _: () = redis::pipe()
-        .cmd("HDEL")
+    // One command at a time (a blocking cluster connection sends no
+    // pipelines; nothing else touches the delivery meanwhile).
+    let _: () = redis::cmd("HDEL")
         .arg(&dkey)
         .arg("a1")
         .arg("a1r")
         .arg("a1e")
-        .cmd("RPUSH")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
         .arg(format!("{dkey}:attempts"))
         .arg(before["history"][0].to_string())
-        .cmd("PEXPIRE")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("PEXPIRE")
         .arg(format!("{dkey}:attempts"))
         .arg(ttl)
         .query(&mut conn)

@@ -49,7 +49,7 @@ async fn ingest(app: &TestApp, account: &str, event_type: &str, payload: Value) 
 /// One subscription's place in the digest schedule (`Keys::digests`), read
 /// and moved by hand: tests cannot wait for the end of an hour.
 struct DigestSchedule {
-    conn: redis::Connection,
+    conn: crate::helpers::SyncConn,
     key: String,
     sub: String,
 }
@@ -58,9 +58,8 @@ impl DigestSchedule {
     fn of(app: &TestApp, account: &str, sub: &str) -> Self {
         let keys = courier::store::Keys::new(app.prefix.clone(), test_settings().redis.shards);
         let shard = keys.shard_of(&uuid::Uuid::parse_str(account).unwrap());
-        let client = redis::Client::open(app.redis_url.as_str()).unwrap();
         Self {
-            conn: client.get_connection().unwrap(),
+            conn: app.redis(),
             key: keys.digests(shard),
             sub: sub.to_owned(),
         }

@@ -498,8 +498,7 @@ async fn events_expire_after_retention_and_leave_the_index() {
         1
     );
 
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     let event_key = app
         .redis_keys()
         .into_iter()
@@ -561,8 +560,7 @@ async fn a_batch_whose_one_shard_fails_answers_503_for_that_shards_items_only() 
         crate::helpers::test_settings().redis.shards,
     );
     let idem = keys.idempotency(&uuid::Uuid::parse_str(&broken).unwrap(), "k-broken");
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     redis::cmd("HSET")
         .arg(&idem)
         .arg("not")

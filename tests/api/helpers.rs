@@ -22,6 +22,168 @@ pub fn redis_url() -> String {
     std::env::var("COURIER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Whether the tests run on a Redis Cluster (`COURIER_TEST_REDIS_URL` lists
+/// several seed nodes, comma-separated, as `redis.url` does).
+pub fn cluster() -> bool {
+    seeds(&redis_url()).len() > 1
+}
+
+fn seeds(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A blocking connection to the Redis at `url` (one URL, or the seed nodes
+/// of a cluster: then a cluster connection that routes each command by its
+/// key's slot and follows MOVED/ASK). Multi-key commands and pipelines sent
+/// through it must stay in one slot.
+pub enum SyncConn {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+pub fn redis_connection(url: &str) -> SyncConn {
+    let seeds = seeds(url);
+    if seeds.len() > 1 {
+        let client = redis::cluster::ClusterClient::new(seeds).expect("valid cluster seeds");
+        SyncConn::Cluster(Box::new(
+            client.get_connection().expect("the cluster is reachable"),
+        ))
+    } else {
+        let client = redis::Client::open(seeds[0].as_str()).expect("a valid Redis URL");
+        SyncConn::Single(client.get_connection().expect("redis is reachable"))
+    }
+}
+
+impl SyncConn {
+    fn inner(&mut self) -> &mut dyn redis::ConnectionLike {
+        match self {
+            SyncConn::Single(c) => c,
+            SyncConn::Cluster(c) => c.as_mut(),
+        }
+    }
+
+    fn inner_ref(&self) -> &dyn redis::ConnectionLike {
+        match self {
+            SyncConn::Single(c) => c,
+            SyncConn::Cluster(c) => c.as_ref(),
+        }
+    }
+}
+
+impl redis::ConnectionLike for SyncConn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        self.inner().req_packed_command(cmd)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        self.inner().req_packed_commands(cmd, offset, count)
+    }
+
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        self.inner().req_command(cmd)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner_ref().get_db()
+    }
+
+    fn supports_pipelining(&self) -> bool {
+        self.inner_ref().supports_pipelining()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.inner().check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.inner_ref().is_open()
+    }
+}
+
+/// One plain connection per master of the Redis at `url` (just the one for
+/// a single Redis): for commands that act on one node's keys only (KEYS,
+/// SCAN), which a cluster must be asked node by node.
+pub fn master_connections(url: &str) -> Vec<redis::Connection> {
+    let seeds = seeds(url);
+    let connect = |u: &str| {
+        redis::Client::open(u)
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()
+    };
+    if seeds.len() == 1 {
+        return connect(&seeds[0]).into_iter().collect();
+    }
+    // Ask the first seed that answers for the masters that serve slots.
+    let Some(nodes) = seeds.iter().find_map(|s| {
+        let mut c = connect(s)?;
+        redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query::<String>(&mut c)
+            .ok()
+    }) else {
+        return Vec::new();
+    };
+    cluster_masters(&nodes)
+        .iter()
+        .filter_map(|addr| connect(&format!("redis://{addr}")))
+        .collect()
+}
+
+/// `host:port` of every healthy master with slots in a `CLUSTER NODES` reply.
+pub fn cluster_masters(nodes: &str) -> Vec<String> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let flags = f.get(2)?;
+            let serving = f.len() > 8;
+            (flags.contains("master") && !flags.contains("fail") && serving)
+                .then(|| f[1].split('@').next().unwrap_or(f[1]).to_owned())
+        })
+        .collect()
+}
+
+/// Keys matching `pattern` on every master of the Redis at `url`.
+pub fn keys_matching(url: &str, pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for mut conn in master_connections(url) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut conn)
+            .unwrap_or_default();
+        out.extend(keys);
+    }
+    out
+}
+
+/// Deletes every key under `prefix` on every master (one key per command,
+/// so nothing crosses a slot).
+fn delete_prefix(url: &str, prefix: &str) {
+    for mut conn in master_connections(url) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let mut pipe = redis::pipe();
+            for k in chunk {
+                pipe.cmd("UNLINK").arg(k).ignore();
+            }
+            let _: Result<(), _> = pipe.query(&mut conn);
+        }
+    }
+}
+
 /// A delay of `delivery.retry_schedule`, e.g. `delay("50ms")`.
 pub fn delay(text: &str) -> PositiveDuration {
     text.parse().expect("a valid delay")
@@ -223,8 +385,7 @@ impl TestApp {
     /// and sets sorted; expiries left out), to compare Redis before and
     /// after something that must change nothing.
     pub fn redis_snapshot(&self) -> std::collections::BTreeMap<String, String> {
-        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
-        let mut conn = client.get_connection().unwrap();
+        let mut conn = redis_connection(&self.redis_url);
         let mut out = std::collections::BTreeMap::new();
         for key in self.redis_keys() {
             let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
@@ -293,14 +454,14 @@ impl TestApp {
             })
     }
 
-    /// Keys under this test's prefix.
+    /// Keys under this test's prefix (from every master of a cluster).
     pub fn redis_keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap()
+        keys_matching(&self.redis_url, &format!("{}:*", self.prefix))
+    }
+
+    /// A blocking connection to this courier's Redis (see [`redis_connection`]).
+    pub fn redis(&self) -> SyncConn {
+        redis_connection(&self.redis_url)
     }
 }
 
@@ -319,17 +480,7 @@ impl Drop for TestApp {
             return;
         }
         // Best effort: leave the shared Redis as we found it.
-        if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
-            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}:*", self.prefix))
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                for chunk in keys.chunks(500) {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-                }
-            }
-        }
+        delete_prefix(&self.redis_url, &self.prefix);
     }
 }
 
@@ -619,15 +770,5 @@ pub fn courier_command(subcommand: &str) -> Command {
 /// Deletes every key under `prefix` (for tests that run courier as a
 /// separate process).
 pub fn cleanup_prefix(prefix: &str) {
-    if let Ok(client) = redis::Client::open(redis_url()) {
-        if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}:*"))
-                .query(&mut conn)
-                .unwrap_or_default();
-            for chunk in keys.chunks(500) {
-                let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-            }
-        }
-    }
+    delete_prefix(&redis_url(), prefix);
 }

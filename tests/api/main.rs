@@ -24,6 +24,7 @@ mod redis_kill;
 mod redis_outage;
 mod redis_tls;
 mod replicas;
+mod resharding;
 mod retention;
 mod secrets;
 mod shared_limits;

@@ -29,7 +29,7 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-fn zadd(conn: &mut redis::Connection, key: &str, member: &str, score: i64) {
+fn zadd(conn: &mut crate::helpers::SyncConn, key: &str, member: &str, score: i64) {
     let _: () = redis::cmd("ZADD")
         .arg(key)
         .arg(score)
@@ -44,10 +44,7 @@ fn courier_queues_counts_every_shard_in_json_and_in_a_table() {
     let shards = test_settings().redis.shards;
     assert!(shards > 1, "the test spreads entries over two shards");
     let keys = courier::store::Keys::new(prefix.clone(), shards);
-    let mut conn = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = crate::helpers::redis_connection(&redis_url());
     let now = chrono::Utc::now().timestamp_millis();
     // Shard 0: two due (the oldest a minute ago), one later, an open
     // digest, one being sent, an operational email, an open circuit.

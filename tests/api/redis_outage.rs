@@ -4,6 +4,10 @@ use crate::helpers::{spawn_app_with, PrivateRedis, ADMIN_KEY};
 
 #[actix_web::test]
 async fn redis_down_gives_503_and_the_service_recovers_when_it_returns() {
+    if crate::helpers::cluster() {
+        // It stops a single redis-server of its own: nothing of the cluster run's.
+        return;
+    }
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app_with(|s| s.redis.url = url.into()).await;
@@ -42,6 +46,10 @@ async fn redis_down_gives_503_and_the_service_recovers_when_it_returns() {
 
 #[actix_web::test]
 async fn courier_starts_while_redis_is_down_and_serves_once_it_is_up() {
+    if crate::helpers::cluster() {
+        // It stops a single redis-server of its own: nothing of the cluster run's.
+        return;
+    }
     let mut redis = PrivateRedis::start();
     redis.kill();
     let url = redis.url();

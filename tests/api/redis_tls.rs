@@ -18,6 +18,10 @@ async fn ingest_and_read_back(app: &TestApp) {
 
 #[actix_web::test]
 async fn events_are_stored_and_read_back_through_redis_over_tls() {
+    if crate::helpers::cluster() {
+        // A single TLS redis-server of its own: nothing of the cluster run's.
+        return;
+    }
     let redis = PrivateRedis::start_tls();
     let (url, ca) = (redis.url(), redis.ca_file());
     let app = spawn_app_with(|s| {
@@ -30,6 +34,10 @@ async fn events_are_stored_and_read_back_through_redis_over_tls() {
 
 #[actix_web::test]
 async fn a_redis_certificate_from_an_unknown_ca_is_refused_unless_insecure() {
+    if crate::helpers::cluster() {
+        // A single TLS redis-server of its own: nothing of the cluster run's.
+        return;
+    }
     let redis = PrivateRedis::start_tls();
     let url = redis.url();
     // Only the public roots are trusted: the test CA is not among them.

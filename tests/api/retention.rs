@@ -20,14 +20,12 @@ fn count(app: &TestApp, pattern: &str) -> usize {
 }
 
 fn zcard(app: &TestApp, key: &str) -> usize {
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     redis::cmd("ZCARD").arg(key).query(&mut conn).unwrap()
 }
 
 fn pttl(app: &TestApp, key: &str) -> i64 {
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     redis::cmd("PTTL").arg(key).query(&mut conn).unwrap()
 }
 

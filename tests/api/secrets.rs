@@ -29,8 +29,7 @@ fn stored(app: &TestApp, sub: &str) -> String {
         .into_iter()
         .find(|k| k.ends_with(&format!(":sub:{sub}")))
         .expect("the subscription is in redis");
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     redis::cmd("HGET")
         .arg(key)
         .arg("data")

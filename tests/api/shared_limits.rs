@@ -26,8 +26,7 @@ impl Drop for Cleanup {
 }
 
 fn pttl(key: &str) -> i64 {
-    let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = crate::helpers::redis_connection(&crate::helpers::redis_url());
     redis::cmd("PTTL").arg(key).query(&mut conn).unwrap()
 }
 

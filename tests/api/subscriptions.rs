@@ -5,8 +5,7 @@ use serde_json::json;
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 fn members(app: &TestApp, key_suffix: &str) -> HashSet<String> {
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = app.redis();
     match app
         .redis_keys()
         .into_iter()

@@ -125,7 +125,19 @@ local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occur
   end
   local occ = tonumber(occurred)
   local expires = occ + retention
-  local subs = redis.call('SUNION', base .. 'route:' .. acct .. ':' .. etype, base .. 'route:' .. acct .. ':*')
+  -- The union of the type's and the account's catch-all routes, read set by
+  -- set: a command on two keys, one of them missing, fails on a cluster
+  -- node importing the shard's slot (TRYAGAIN), which would stop the
+  -- script after the idempotency record above.
+  local subs, seen = {}, {}
+  for _, route in ipairs({etype, '*'}) do
+    for _, sid in ipairs(redis.call('SMEMBERS', base .. 'route:' .. acct .. ':' .. route)) do
+      if not seen[sid] then
+        seen[sid] = true
+        subs[#subs + 1] = sid
+      end
+    end
+  end
   local dids = {}
   for i, sid in ipairs(subs) do
     dids[i] = derived_id(id, sid)

@@ -47,7 +47,11 @@ if status == 'pending' then
   end
   redis.call('ZADD', base .. 'digest-sending', due, sub)
 else
-  redis.call('DEL', skey, skey .. ':counts', skey .. ':meta')
+  -- One key per DEL: on a cluster node importing the slot, a command on
+  -- several keys, some missing, fails (TRYAGAIN) in the middle of the script.
+  for _, k in ipairs({skey, skey .. ':counts', skey .. ':meta'}) do
+    redis.call('DEL', k)
+  end
   redis.call('ZREM', base .. 'digest-sending', sub)
 end
 return 'ok'

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
 use serde_json::json;
 
 use super::{Browser, Page};
@@ -26,15 +25,11 @@ async fn page_until(b: &mut Browser<'_>, path: &str, done: impl Fn(&Page) -> boo
 }
 
 async fn hourly_keys(app: &TestApp) -> Vec<(String, i64)> {
-    let client = redis::Client::open(app.redis_url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = conn
-        .keys(format!("{}:*:stats:*", app.prefix))
-        .await
-        .unwrap();
+    let keys = crate::helpers::keys_matching(&app.redis_url, &format!("{}:*:stats:*", app.prefix));
+    let mut conn = app.redis();
     let mut out = Vec::new();
     for k in keys {
-        let ttl: i64 = conn.pttl(&k).await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut conn).unwrap();
         out.push((k, ttl));
     }
     out
