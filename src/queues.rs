@@ -20,7 +20,7 @@ use crate::store::{Recovered, Replayed, ShardQueues, Store, StoreError};
 
 /// How far back the open-circuit list reaches (as on the operator page): a
 /// circuit whose cooldown ended within the hour is waiting for its probe.
-const CIRCUITS_WITHIN_MS: i64 = 60 * 60 * 1_000;
+pub const CIRCUITS_WITHIN_MS: i64 = 60 * 60 * 1_000;
 
 /// `courier queues`: print every shard's queues; or act on them.
 #[derive(Debug, clap::Args)]
@@ -141,23 +141,7 @@ pub async fn snapshot(store: &Store, now_ms: i64) -> Result<Snapshot, StoreError
 impl Snapshot {
     /// The sum over every shard (the oldest due time is the earliest).
     pub fn total(&self) -> ShardQueues {
-        let mut total = ShardQueues::default();
-        for q in &self.shards {
-            total.due += q.due;
-            total.later += q.later;
-            total.leased += q.leased;
-            total.lease_expired += q.lease_expired;
-            total.digests += q.digests;
-            total.digests_sending += q.digests_sending;
-            total.outbox += q.outbox;
-            if q.due > 0 {
-                total.oldest_due_ms = match (total.oldest_due_ms, q.oldest_due_ms) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-        }
-        total
+        ShardQueues::total(&self.shards)
     }
 
     fn counts(&self, q: &ShardQueues) -> serde_json::Map<String, Value> {

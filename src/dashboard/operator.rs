@@ -10,7 +10,8 @@ use super::error::PageError;
 use super::session::Operator;
 use super::view::{self, Chrome};
 use crate::api::AppState;
-use crate::domain::stats::{hour_of, minute_of, HOUR_MS, MINUTE_MS};
+use crate::domain::stats::{hour_of, minute_of, MINUTE_MS};
+use crate::queues::{age, oldest_due_age, CIRCUITS_WITHIN_MS};
 use crate::store::ShardQueues;
 
 /// A shard's row, with the age of its oldest due delivery.
@@ -43,19 +44,6 @@ const TRAFFIC_MINUTES: i64 = 30;
 /// Endpoints listed by failures.
 const TOP_FAILING: usize = 10;
 
-/// `12 ms`, `4 s`, `3 min`, `2 h`.
-fn age(ms: i64) -> String {
-    if ms < 1_000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{} s", ms / 1_000)
-    } else if ms < 3_600_000 {
-        format!("{} min", ms / 60_000)
-    } else {
-        format!("{} h", ms / 3_600_000)
-    }
-}
-
 /// `GET /dashboard/operator`.
 pub async fn queues(op: Operator, st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let now = st.clock.now_ms();
@@ -64,7 +52,7 @@ pub async fn queues(op: Operator, st: web::Data<AppState>) -> Result<HttpRespons
     let (shards, traffic, open, failing) = tokio::try_join!(
         st.store.shard_queues(now),
         st.store.traffic(minute - TRAFFIC_MINUTES + 1, minute),
-        st.store.open_circuits(now - HOUR_MS),
+        st.store.open_circuits(now - CIRCUITS_WITHIN_MS),
         st.store.top_failing_endpoints(hour - 23, hour, TOP_FAILING),
     )?;
     let open_circuits = open
@@ -78,31 +66,13 @@ pub async fn queues(op: Operator, st: web::Data<AppState>) -> Result<HttpRespons
             },
         })
         .collect();
-    let mut total = ShardQueues::default();
-    for q in &shards {
-        total.due += q.due;
-        total.later += q.later;
-        total.leased += q.leased;
-        total.lease_expired += q.lease_expired;
-        total.digests += q.digests;
-        total.digests_sending += q.digests_sending;
-        total.outbox += q.outbox;
-        total.oldest_due_ms = match (total.oldest_due_ms, q.oldest_due_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    let due_age = |q: &ShardQueues| {
-        q.oldest_due_ms
-            .filter(|due| *due <= now && q.due > 0)
-            .map(|due| age(now - due))
-    };
+    let total = ShardQueues::total(&shards);
     view::html(&OperatorPage {
         c: Chrome::operator(&op.session),
         rows: shards
             .into_iter()
             .map(|q| QueueRow {
-                oldest_due_age: due_age(&q),
+                oldest_due_age: oldest_due_age(&q, now).map(age),
                 q,
             })
             .collect(),
@@ -111,17 +81,4 @@ pub async fn queues(op: Operator, st: web::Data<AppState>) -> Result<HttpRespons
         open_circuits,
         failing,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_in_the_largest_whole_unit() {
-        assert_eq!(age(12), "12 ms");
-        assert_eq!(age(4_500), "4 s");
-        assert_eq!(age(180_000), "3 min");
-        assert_eq!(age(7_300_000), "2 h");
-    }
 }

@@ -144,33 +144,19 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].delivery_id, b);
     }
-}
-
-#[cfg(test)]
-mod renewal_tests {
-    use super::*;
-
-    fn claimed(id: Uuid, token: &str, shard: u16, lease_until_ms: i64) -> Claimed {
-        Claimed {
-            shard,
-            lease_until_ms,
-            delivery_id: id,
-            token: token.into(),
-            event_id: Uuid::nil(),
-            subscription_id: Uuid::nil(),
-            attempts: 0,
-            event_type: "customer.created".into(),
-            occurred_at_ms: 0,
-            payload: "{}".into(),
-        }
-    }
 
     #[test]
     fn a_renewed_claim_stays_live_and_an_unrenewed_one_does_not() {
         let claims = HeldClaims::default();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let ca = claimed(a, "1", 0, 8_000);
-        let cb = claimed(b, "1", 5, 8_000);
+        let ca = Claimed {
+            shard: 0,
+            ..claimed(a, "1", 8_000)
+        };
+        let cb = Claimed {
+            shard: 5,
+            ..claimed(b, "1", 8_000)
+        };
         claims.hold([&ca, &cb], 0);
         assert!(claims.is_live(&ca, 0, 4_000));
         let shards = claims.by_shard();
@@ -187,7 +173,7 @@ mod renewal_tests {
         claims.renewed(&[(a, "1".into())], 10_000);
         assert!(claims.is_live(&ca, 9_000, 4_000));
         // A claim that is not ours (another token) or let go is not live.
-        assert!(!claims.is_live(&claimed(a, "2", 0, 8_000), 0, 0));
+        assert!(!claims.is_live(&claimed(a, "2", 8_000), 0, 0));
         claims.let_go(&ca);
         assert!(!claims.is_live(&ca, 0, 0));
     }

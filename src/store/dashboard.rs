@@ -142,6 +142,30 @@ pub struct ShardQueues {
     pub outbox: u64,
 }
 
+impl ShardQueues {
+    /// The sum over `shards`; the oldest due time is the earliest among
+    /// the shards with deliveries due.
+    pub fn total(shards: &[ShardQueues]) -> ShardQueues {
+        let mut total = ShardQueues::default();
+        for q in shards {
+            total.due += q.due;
+            total.later += q.later;
+            total.leased += q.leased;
+            total.lease_expired += q.lease_expired;
+            total.digests += q.digests;
+            total.digests_sending += q.digests_sending;
+            total.outbox += q.outbox;
+            if q.due > 0 {
+                total.oldest_due_ms = match (total.oldest_due_ms, q.oldest_due_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        total
+    }
+}
+
 impl Store {
     /// Every shard's queues at `now_ms`, read straight from Redis (so the
     /// whole fleet's, whichever replica asks): one pipeline per shard (its

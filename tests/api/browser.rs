@@ -136,6 +136,40 @@ async fn snap(c: &Client, origin: &str, name: &str) {
     assert!(page.as_str().starts_with(origin), "{name} is at {page}");
 }
 
+/// Fills the open subscription form for a webhook to `url` taking
+/// `event_type`, submits it and waits for the page showing its secret.
+async fn submit_webhook_form(c: &Client, description: &str, event_type: &str, url: &str) {
+    c.find(Locator::Css("input[name='description']"))
+        .await
+        .unwrap()
+        .send_keys(description)
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!("input[value='{event_type}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name='url']"))
+        .await
+        .unwrap()
+        .send_keys(url)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.editor button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !c.source().await.unwrap().contains("whsec_") {
+        assert!(Instant::now() < until, "no secret shown");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the browser is at `path` (a click that submits a form
 /// returns before the navigation it starts has finished).
 async fn wait_for_path(c: &Client, path: &str) {
@@ -350,35 +384,13 @@ async fn a_browser_signs_in_with_a_link_browses_and_replays_an_event() {
         .await
         .unwrap();
     snap(&c, &origin, "new-subscription").await;
-    c.find(Locator::Css("input[name='description']"))
-        .await
-        .unwrap()
-        .send_keys("audit log")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[value='hosted_consent.revoked']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name='url']"))
-        .await
-        .unwrap()
-        .send_keys(&rx.url("/hooks/audit"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.editor button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    while !c.source().await.unwrap().contains("whsec_") {
-        assert!(Instant::now() < until, "no secret shown");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    submit_webhook_form(
+        &c,
+        "audit log",
+        "hosted_consent.revoked",
+        &rx.url("/hooks/audit"),
+    )
+    .await;
     snap(&c, &origin, "secret").await;
     let subs = app.get("/v1/subscriptions", Some(&key)).await;
     assert!(subs.body["data"]
@@ -495,35 +507,13 @@ async fn a_failed_attempt_is_retried_from_the_browser_and_an_emails_link_opens_i
     c.goto(&format!("{origin}/dashboard/subscriptions/new"))
         .await
         .unwrap();
-    c.find(Locator::Css("input[name='description']"))
-        .await
-        .unwrap()
-        .send_keys("order sync")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[value='customer.created']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name='url']"))
-        .await
-        .unwrap()
-        .send_keys(&rx.url("/hooks/orders"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.editor button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    while !c.source().await.unwrap().contains("whsec_") {
-        assert!(Instant::now() < until, "no secret shown");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    submit_webhook_form(
+        &c,
+        "order sync",
+        "customer.created",
+        &rx.url("/hooks/orders"),
+    )
+    .await;
 
     // The platform publishes an event; the endpoint fails the first try.
     let r = app.ingest(&account, "cus_7").await;
