@@ -65,6 +65,14 @@ fn check_config_refuses_values_that_cannot_work_naming_the_key() {
         // Was silently raised to 1.
         ("DELIVERY__MAX_CONNECTIONS", "0", "delivery.max_connections"),
         ("DELIVERY__CLAIM_BATCH", "0", "delivery.claim_batch"),
+        // One claim script's ZREM/ZADD would exceed Lua's argument stack.
+        ("DELIVERY__CLAIM_BATCH", "2001", "delivery.claim_batch"),
+        // Renewals every quarter of a lease under 2 s, or a dead replica's
+        // deliveries held for more than five minutes.
+        ("DELIVERY__LEASE_SECS", "1", "delivery.lease_secs"),
+        ("DELIVERY__LEASE_SECS", "301", "delivery.lease_secs"),
+        ("DELIVERY__INDEX_TRIM_SECS", "0", "delivery.index_trim_secs"),
+        ("DASHBOARD__STATS_FLUSH_MS", "0", "dashboard.stats_flush_ms"),
         ("DELIVERY__TIMEOUT_MS", "0", "delivery.timeout_ms"),
         ("REDIS__CONNECT_TIMEOUT_MS", "0", "redis.connect_timeout_ms"),
         (
