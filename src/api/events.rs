@@ -411,7 +411,7 @@ pub async fn get(
     let id = parse_id(&id).ok_or(ApiError::NotFound("event"))?;
     let event = st
         .store
-        .get_event(&caller.account.id, &id)
+        .get_event(&caller.account.id, &id, st.clock.now_ms())
         .await?
         .ok_or(ApiError::NotFound("event"))?;
     let deliveries = st.store.event_deliveries(&caller.account.id, &id).await?;
@@ -468,7 +468,7 @@ pub(crate) async fn replay_event(
     let id = parse_id(id).ok_or(ApiError::NotFound("event"))?;
     let event = st
         .store
-        .get_event(account, &id)
+        .get_event(account, &id, st.clock.now_ms())
         .await?
         .ok_or(ApiError::NotFound("event"))?;
     let targets = match subscription {

@@ -1,9 +1,9 @@
 //! `Janitor`: every second, returns expired leases to the schedule (a
 //! process died mid-delivery), drops stale entries of the subscription
-//! cache and refreshes the gauges; every `delivery.index_trim_secs` it trims the
-//! time indexes to the retention (`Store::trim_indexes`; every replica
-//! does, which is harmless: a trim is idempotent). Archived events and
-//! deliveries expire by themselves.
+//! cache and refreshes the gauges; every `delivery.index_trim_secs` it runs
+//! the retention pass (`Store::trim_indexes`): archived events past the
+//! retention go with their deliveries, then the time indexes are trimmed
+//! (every replica does, which is harmless: the pass is idempotent).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

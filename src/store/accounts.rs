@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 use uuid::Uuid;
 
 use super::events::IngestOutcome;
-use super::{Store, StoreError};
+use super::{scripts, Store, StoreError};
 use crate::domain::event::NewEvent;
 use crate::domain::notice::{Notice, NoticeKind};
 
@@ -59,6 +59,8 @@ impl Store {
                     ("contact_email", a.contact_email.clone()),
                     ("key_hash", a.key_hash.clone()),
                     ("created_at", a.created_at_ms.to_string()),
+                    // Catch-all subscriptions, kept by `put_subscription`.
+                    ("all_routes", String::new()),
                 ],
             )
             .ignore()
@@ -91,27 +93,22 @@ impl Store {
         event: &NewEvent,
         now_ms: i64,
     ) -> Result<RotateOutcome, StoreError> {
-        let mut inv = self.scripts.rotate_key.key(self.keys.account(account));
-        inv.arg(self.keys.base(account))
-            .arg(now_ms)
-            .arg(self.retention.events_ms)
-            .arg(self.retention.idempotency_ms)
-            .arg(old_hash)
-            .arg(new_hash)
-            .arg(event.id.to_string())
-            .arg(&event.payload);
         // The account's contact hears of it by email, recorded in the same
         // step.
         let mut notice = Notice::new(*account, NoticeKind::ApiKeyRotated, now_ms);
         notice.event_id = Some(event.id);
-        inv.arg(notice.id.to_string()).arg(notice.to_json());
-        let mut conn = self.conn();
-        let reply: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
+        let rotated = self
+            .call(&scripts::RotateKey {
+                account,
+                now_ms,
+                idempotency_ms: self.retention.idempotency_ms,
+                old_hash,
+                new_hash,
+                event,
+                notice_id: notice.id,
+                notice_json: notice.to_json(),
+            })
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("stale") => Ok(RotateOutcome::Stale),
-            _ => Ok(RotateOutcome::Rotated(IngestOutcome::from_reply(&reply)?)),
-        }
+        Ok(rotated.map_or(RotateOutcome::Stale, RotateOutcome::Rotated))
     }
 }

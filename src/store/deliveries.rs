@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Cursor, Page, Store, StoreError};
+use super::{scripts, Cursor, Page, Store, StoreError};
 
 /// How many index entries a status-filtered page may read per result.
 const SCAN_FACTOR: usize = 20;
@@ -256,34 +256,13 @@ impl Store {
         lease: LeaseMs,
         max: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut inv = self.scripts.claim.key(self.keys.schedule(shard));
-        inv.key(self.keys.leases(shard))
-            .arg(self.keys.shard_base(shard))
-            .arg(now_ms)
-            .arg(lease.webhook)
-            .arg(lease.email)
-            .arg(max);
-        let mut conn = self.conn();
-        let flat: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        let bad = |what: &str| StoreError::Internal(format!("claim reply: bad {what}"));
-        flat.chunks_exact(9)
-            .map(|c| {
-                Ok(Claimed {
-                    shard,
-                    delivery_id: Uuid::parse_str(&c[0]).map_err(|_| bad("delivery id"))?,
-                    token: c[1].clone(),
-                    lease_until_ms: c[2].parse().map_err(|_| bad("lease deadline"))?,
-                    event_id: Uuid::parse_str(&c[3]).map_err(|_| bad("event id"))?,
-                    subscription_id: Uuid::parse_str(&c[4]).map_err(|_| bad("subscription id"))?,
-                    attempts: c[5].parse().map_err(|_| bad("attempts"))?,
-                    event_type: c[6].clone(),
-                    occurred_at_ms: c[7].parse().map_err(|_| bad("occurred_at"))?,
-                    payload: c[8].clone(),
-                })
-            })
-            .collect()
+        self.call(&scripts::Claim {
+            shard,
+            now_ms,
+            lease,
+            max,
+        })
+        .await
     }
 
     /// Hands claims back: each delivery still leased under its claim's
@@ -297,18 +276,13 @@ impl Store {
         }
         let mut released = 0;
         for (shard, claims) in by_shard {
-            let mut inv = self.scripts.release.key(self.keys.schedule(shard));
-            inv.key(self.keys.leases(shard))
-                .arg(self.keys.shard_base(shard))
-                .arg(now_ms);
-            for c in claims {
-                inv.arg(c.delivery_id.to_string()).arg(&c.token);
-            }
-            let mut conn = self.conn();
-            let n: u64 = self
-                .run(async move { inv.invoke_async(&mut conn).await })
+            released += self
+                .call(&scripts::Release {
+                    shard,
+                    now_ms,
+                    claims,
+                })
                 .await?;
-            released += n;
         }
         Ok(released)
     }
@@ -324,23 +298,21 @@ impl Store {
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
         let mut renewed = Vec::new();
         for chunk in claims.chunks(500) {
-            let mut inv = self.scripts.renew.key(self.keys.leases(shard));
-            inv.arg(self.keys.shard_base(shard)).arg(until_ms);
-            for c in chunk {
-                inv.arg(c.delivery_id.to_string()).arg(&c.token);
-            }
-            let mut conn = self.conn();
-            let ids: Vec<String> = self
-                .run(async move { inv.invoke_async(&mut conn).await })
+            let ids = self
+                .call(&scripts::Renew {
+                    shard,
+                    until_ms,
+                    claims: chunk,
+                })
                 .await?;
             let tokens: HashMap<Uuid, &str> = chunk
                 .iter()
                 .map(|c| (c.delivery_id, c.token.as_str()))
                 .collect();
-            renewed.extend(ids.iter().filter_map(|id| {
-                let id = Uuid::parse_str(id).ok()?;
-                Some((id, tokens.get(&id)?.to_string()))
-            }));
+            renewed.extend(
+                ids.iter()
+                    .filter_map(|id| Some((*id, tokens.get(id)?.to_string()))),
+            );
         }
         Ok(renewed)
     }
@@ -353,52 +325,13 @@ impl Store {
         attempt: Option<&Attempt>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (name, due, error) = match outcome {
-            Outcome::Success => ("success", 0, ""),
-            Outcome::Retry { due_ms } => ("retry", *due_ms, ""),
-            Outcome::Fail { error } => ("fail", 0, error.as_str()),
-            Outcome::Wait { due_ms } => ("wait", *due_ms, ""),
-            Outcome::Drop { error } => ("drop", 0, error.as_str()),
-        };
-        // The first attempt goes into the delivery's hash, later ones into
-        // its list (the claim read how many were made, under the lease).
-        let (attempt_json, first) = match attempt {
-            Some(a) if claimed.attempts == 0 => (String::new(), Some(FirstAttempt::of(a)?)),
-            other => (attempt_json(other)?, None),
-        };
-        let first = first.unwrap_or(FirstAttempt {
-            a1: String::new(),
-            response: String::new(),
-            error: String::new(),
-        });
-        let mut inv = self.scripts.finish.key(self.keys.schedule(claimed.shard));
-        inv.key(self.keys.leases(claimed.shard))
-            .arg(self.keys.shard_base(claimed.shard))
-            .arg(claimed.delivery_id.to_string())
-            .arg(&claimed.token)
-            .arg(name)
-            .arg(now_ms)
-            .arg(due)
-            .arg(attempt_json)
-            .arg(error)
-            .arg(0)
-            .arg(first.a1)
-            .arg(first.response)
-            .arg(first.error);
-        let mut conn = self.conn();
-        let reply: String = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(reply == "ok")
+        self.call(&scripts::Finish::new(claimed, outcome, attempt, now_ms)?)
+            .await
     }
 
     /// Returns `shard`'s expired leases to its schedule; how many.
     pub async fn reclaim(&self, shard: u16, now_ms: i64) -> Result<u64, StoreError> {
-        let mut inv = self.scripts.reclaim.key(self.keys.schedule(shard));
-        inv.key(self.keys.leases(shard)).arg(now_ms);
-        let mut conn = self.conn();
-        self.run(async move { inv.invoke_async(&mut conn).await })
-            .await
+        self.call(&scripts::Reclaim { shard, now_ms }).await
     }
 
     /// The earliest due time over all shards.
@@ -645,27 +578,12 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let shard = self.keys.shard_of(account);
-        let mut inv = self.scripts.requeue.key(self.keys.schedule(shard));
-        inv.key(self.keys.leases(shard))
-            .arg(self.keys.shard_base(shard))
-            .arg(now_ms)
-            .arg(account.to_string());
-        for id in ids {
-            inv.arg(id.to_string());
-        }
-        let mut conn = self.conn();
-        let reply: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(reply
-            .iter()
-            .map(|r| match r.as_str() {
-                "queued" => Requeued::Queued,
-                "in_flight" => Requeued::InFlight,
-                _ => Requeued::Missing,
-            })
-            .collect())
+        self.call(&scripts::Requeue {
+            account,
+            now_ms,
+            ids,
+        })
+        .await
     }
 
     /// New replay deliveries of `event` to `subscriptions` (all of them
@@ -677,26 +595,17 @@ impl Store {
         subscriptions: &[Uuid],
         now_ms: i64,
     ) -> Result<Replayed, StoreError> {
-        let shard = self.keys.shard_of(account);
-        let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
-        let mut inv = self.scripts.replay.key(self.keys.schedule(shard));
-        inv.arg(self.keys.shard_base(shard))
-            .arg(now_ms)
-            .arg(account.to_string())
-            .arg(event.to_string())
-            .arg(self.retention.events_ms);
-        for (id, sub) in ids.iter().zip(subscriptions) {
-            inv.arg(id.to_string()).arg(sub.to_string());
-        }
-        let mut conn = self.conn();
-        let n: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(match n {
-            -1 => Replayed::EventGone,
-            -2 => Replayed::SubscriptionGone,
-            _ => Replayed::Created(ids),
+        self.call(&scripts::Replay {
+            account,
+            event,
+            now_ms,
+            retention_ms: self.retention.events_ms,
+            deliveries: subscriptions
+                .iter()
+                .map(|sub| (Uuid::now_v7(), *sub))
+                .collect(),
         })
+        .await
     }
 
     /// Ids of the account's enabled subscriptions that receive `event_type`.

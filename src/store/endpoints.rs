@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{scripts, Store, StoreError};
 use crate::delivery::breaker::{BreakerConfig, Circuit, Open, Probe, Signal};
 use crate::delivery::ratelimit::Gcra;
 
@@ -101,19 +101,19 @@ impl Store {
             Signal::Failure => "failure",
             Signal::Neutral => "neutral",
         };
-        let mut inv = self.scripts.endpoint_record.key(self.keys.endpoint(url));
-        inv.arg(now_ms)
-            .arg(signal)
-            .arg(probe.unwrap_or(""))
-            .arg(cfg.failure_threshold)
-            .arg(cfg.base_cooldown_ms)
-            .arg(cfg.max_cooldown_ms)
-            .arg(ENDPOINT_TTL_MS);
-        let mut conn = self.conn();
-        let f: Vec<Option<String>> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
+        let fields = self
+            .call(&scripts::EndpointRecord {
+                url,
+                now_ms,
+                signal,
+                probe: probe.unwrap_or(""),
+                failure_threshold: cfg.failure_threshold,
+                base_cooldown_ms: cfg.base_cooldown_ms,
+                max_cooldown_ms: cfg.max_cooldown_ms,
+                ttl_ms: ENDPOINT_TTL_MS,
+            })
             .await?;
-        EndpointState::decode(&f)
+        EndpointState::decode(&fields)
     }
 
     /// Tries to take the probe lease of `url`'s open circuit for `token`
@@ -125,20 +125,16 @@ impl Store {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<(bool, EndpointState), StoreError> {
-        let mut inv = self.scripts.endpoint_probe.key(self.keys.endpoint(url));
-        inv.arg(now_ms)
-            .arg(token)
-            .arg(lease_ms)
-            .arg(ENDPOINT_TTL_MS);
-        let mut conn = self.conn();
-        let f: Vec<Option<String>> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
+        let (taken, fields) = self
+            .call(&scripts::EndpointProbe {
+                url,
+                now_ms,
+                token,
+                lease_ms,
+                ttl_ms: ENDPOINT_TTL_MS,
+            })
             .await?;
-        let taken = f.first().and_then(|t| t.as_deref()) == Some("1");
-        Ok((
-            taken,
-            EndpointState::decode(f.get(1..).unwrap_or_default())?,
-        ))
+        Ok((taken, EndpointState::decode(&fields)?))
     }
 
     /// Takes one send from a subscription's rate limit at `now_ms`:
@@ -150,12 +146,13 @@ impl Store {
         limit: &Gcra,
         now_ms: i64,
     ) -> Result<Result<(), i64>, StoreError> {
-        let mut inv = self.scripts.rate.key(self.keys.rate(account, subscription));
-        inv.arg(now_ms).arg(limit.interval_ms).arg(limit.burst);
-        let mut conn = self.conn();
-        let wait: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(if wait > 0 { Err(wait) } else { Ok(()) })
+        self.call(&scripts::Rate {
+            account,
+            subscription,
+            now_ms,
+            interval_ms: limit.interval_ms,
+            burst: limit.burst,
+        })
+        .await
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::{Cursor, Page, Store, StoreError};
+use super::{scripts, Cursor, Page, Store, StoreError};
 use crate::domain::event::NewEvent;
 
 /// What ingest did with one event.
@@ -111,39 +111,14 @@ impl Store {
                 .push(i);
         }
         let calls = by_shard.into_iter().map(|(shard, idx)| {
-            let mut inv = self.scripts.ingest.key(self.keys.schedule(shard));
-            inv.arg(self.keys.shard_base(shard))
-                .arg(now_ms)
-                .arg(self.retention.events_ms)
-                .arg(self.retention.idempotency_ms)
-                .arg(idx.len());
-            for &i in &idx {
-                let e = &events[i];
-                inv.arg(e.id.to_string())
-                    .arg(e.account_id.to_string())
-                    .arg(&e.event_type)
-                    .arg(e.occurred_at_ms)
-                    .arg(&e.payload)
-                    .arg(e.idempotency_key.as_deref().unwrap_or(""))
-                    .arg(&e.fingerprint);
-            }
-            let mut conn = self.conn();
+            let call = scripts::Ingest {
+                shard,
+                now_ms,
+                idempotency_ms: self.retention.idempotency_ms,
+                events: idx.iter().map(|&i| &events[i]).collect(),
+            };
             async move {
-                let reply = async {
-                    let flat: Vec<String> = self
-                        .run(async move { inv.invoke_async(&mut conn).await })
-                        .await?;
-                    if flat.len() != idx.len() * 3 {
-                        return Err(StoreError::Internal(
-                            "ingest reply of the wrong length".into(),
-                        ));
-                    }
-                    flat.chunks_exact(3)
-                        .map(IngestOutcome::from_reply)
-                        .collect::<Result<Vec<_>, _>>()
-                }
-                .await;
-                match reply {
+                match self.call(&call).await {
                     Ok(outcomes) => Ok(idx.into_iter().zip(outcomes).collect::<Vec<_>>()),
                     Err(e) => Err((idx, e)),
                 }
@@ -175,11 +150,13 @@ impl Store {
         Ok(out)
     }
 
-    /// One archived event of `account`.
+    /// One archived event of `account`, None once it is past the retention
+    /// at `now_ms` (the janitor's next retention pass deletes it).
     pub async fn get_event(
         &self,
         account: &Uuid,
         id: &Uuid,
+        now_ms: i64,
     ) -> Result<Option<EventRecord>, StoreError> {
         let key = self.keys.event(account, id);
         let mut conn = self.conn();
@@ -192,7 +169,9 @@ impl Store {
                     .await
             })
             .await?;
-        Ok(record_from_fields(fields).filter(|e| e.account_id == *account))
+        let oldest = now_ms - self.retention.events_ms;
+        Ok(record_from_fields(fields)
+            .filter(|e| e.account_id == *account && e.occurred_at_ms >= oldest))
     }
 
     /// A page of `account`'s events, newest first.

@@ -14,6 +14,7 @@ mod events;
 pub mod keys;
 mod ops;
 pub mod page;
+mod scripts;
 mod stats;
 mod subscriptions;
 mod trim;
@@ -22,9 +23,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{AsyncCommands, RedisError, RedisResult, Script};
+use redis::{AsyncCommands, RedisError, RedisResult};
 
 use crate::secrets::SecretBox;
+use scripts::Scripts;
 
 pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
@@ -82,72 +84,6 @@ impl From<RedisError> for StoreError {
 pub struct Retention {
     pub events_ms: i64,
     pub idempotency_ms: i64,
-}
-
-struct Scripts {
-    ingest: Script,
-    rotate_key: Script,
-    page: Script,
-    put_subscription: Script,
-    claim: Script,
-    reclaim: Script,
-    release: Script,
-    renew: Script,
-    finish: Script,
-    requeue: Script,
-    replay: Script,
-    notice: Script,
-    outbox_claim: Script,
-    outbox_done: Script,
-    outbox_release: Script,
-    digest_hold: Script,
-    digest_claim: Script,
-    digest_finish: Script,
-    endpoint_record: Script,
-    endpoint_probe: Script,
-    rate: Script,
-    digest_release: Script,
-}
-
-/// Functions several scripts share, prepended to them.
-const COMMON: &str = include_str!("lua/common.lua");
-/// Functions the endpoint scripts share, prepended to them.
-const ENDPOINT: &str = include_str!("lua/endpoint.lua");
-
-impl Scripts {
-    fn new() -> Self {
-        let with_common = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
-        Self {
-            ingest: with_common(include_str!("lua/ingest.lua")),
-            rotate_key: with_common(include_str!("lua/rotate_key.lua")),
-            page: Script::new(include_str!("lua/page.lua")),
-            put_subscription: with_common(include_str!("lua/put_subscription.lua")),
-            claim: with_common(include_str!("lua/claim.lua")),
-            reclaim: with_common(include_str!("lua/reclaim.lua")),
-            release: Script::new(include_str!("lua/release.lua")),
-            renew: Script::new(include_str!("lua/renew.lua")),
-            finish: with_common(include_str!("lua/finish.lua")),
-            requeue: with_common(include_str!("lua/requeue.lua")),
-            replay: with_common(include_str!("lua/replay.lua")),
-            notice: with_common(include_str!("lua/notice.lua")),
-            outbox_claim: Script::new(include_str!("lua/outbox_claim.lua")),
-            outbox_done: Script::new(include_str!("lua/outbox_done.lua")),
-            outbox_release: Script::new(include_str!("lua/outbox_release.lua")),
-            digest_hold: Script::new(include_str!("lua/digest_hold.lua")),
-            digest_claim: Script::new(include_str!("lua/digest_claim.lua")),
-            digest_finish: with_common(include_str!("lua/digest_finish.lua")),
-            endpoint_record: Script::new(&format!(
-                "{ENDPOINT}\n{}",
-                include_str!("lua/endpoint_record.lua")
-            )),
-            endpoint_probe: Script::new(&format!(
-                "{ENDPOINT}\n{}",
-                include_str!("lua/endpoint_probe.lua")
-            )),
-            rate: Script::new(include_str!("lua/rate.lua")),
-            digest_release: Script::new(include_str!("lua/digest_release.lua")),
-        }
-    }
 }
 
 /// Handle to the store; cheap to clone, shared by every worker.
@@ -287,16 +223,15 @@ impl Store {
             }
         }
         let min_arg = min.map_or_else(|| "-inf".to_owned(), |m| m.to_string());
-        let mut conn = self.conn();
-        let mut inv = self.scripts.page.key(index);
-        inv.arg(max_arg).arg(min_arg).arg(cursor_id).arg(limit + 1);
-        let flat: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
+        let mut items = self
+            .call(&scripts::PageOf {
+                index,
+                max: max_arg,
+                min: min_arg,
+                after: cursor_id,
+                count: limit + 1,
+            })
             .await?;
-        let mut items: Vec<(String, i64)> = flat
-            .chunks_exact(2)
-            .map(|p| (p[0].clone(), p[1].parse::<f64>().unwrap_or(0.0) as i64))
-            .collect();
         let more = items.len() > limit;
         items.truncate(limit);
         let next = match (more, items.last()) {

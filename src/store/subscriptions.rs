@@ -3,7 +3,7 @@
 use redis::AsyncCommands;
 use uuid::Uuid;
 
-use super::{Cursor, Page, Store, StoreError};
+use super::{scripts, Cursor, Page, Store, StoreError};
 use crate::domain::notice::Notice;
 use crate::domain::subscription::Subscription;
 
@@ -163,44 +163,14 @@ impl Store {
         max_per_account: usize,
         notice: Option<(&Notice, i64)>,
     ) -> Result<PutOutcome, StoreError> {
-        let a = &sub.account_id;
-        let mut inv = self
-            .scripts
-            .put_subscription
-            .key(self.keys.subscription(a, &sub.id));
-        inv.key(self.keys.subscriptions(a))
-            .arg(self.keys.base(a))
-            .arg(a.to_string())
-            .arg(sub.id.to_string())
-            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
-            .arg(sub.version)
-            .arg(json.unwrap_or_default())
-            .arg(sub.created_at_ms)
-            .arg(if sub.enabled { "1" } else { "0" })
-            .arg(sub.event_types.join(" "))
-            .arg(max_per_account)
-            .arg(self.keys.subscription_changes());
-        if let Some((notice, now_ms)) = notice {
-            inv.arg(notice.id.to_string())
-                .arg(notice.to_json())
-                .arg(now_ms);
-        }
-        let mut conn = self.conn();
-        let reply: String = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(match reply.as_str() {
-            "ok" => PutOutcome::Ok,
-            "exists" => PutOutcome::Exists,
-            "missing" => PutOutcome::Missing,
-            "conflict" => PutOutcome::Conflict,
-            "limit" => PutOutcome::Limit,
-            other => {
-                return Err(StoreError::Internal(format!(
-                    "subscription write `{other}`"
-                )))
-            }
+        self.call(&scripts::PutSubscription {
+            sub,
+            expected_version,
+            json,
+            max_per_account,
+            notice,
         })
+        .await
     }
 
     /// One subscription of `account` (None for another account's).

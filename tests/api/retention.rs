@@ -33,7 +33,7 @@ async fn wait_for_failed(app: &TestApp, key: &str, sub: &str, n: usize) {
     let path = format!("/v1/subscriptions/{sub}/deliveries?status=failed&limit=100");
     let got = app
         .poll_until(&path, key, WAIT, |b| {
-            b["data"].as_array().is_some_and(|d| d.len() >= n)
+            b["data"].as_array().is_some_and(|d| d.len() == n)
         })
         .await;
     let all = app
@@ -71,8 +71,8 @@ async fn after_retention_no_expired_data_remains_and_memory_returns_to_its_basel
         .subscribe(&key, &rx.url("/down"), &["*"], json!({}))
         .await;
 
-    // Ten events from just under a retention ago: their data expires (on
-    // Redis' own clock) a few seconds from now. Every delivery fails.
+    // Ten events from just under a retention ago: they pass the retention
+    // a few seconds from now. Every delivery fails.
     let expires_in = Duration::from_secs(4);
     let rewound = Instant::now();
     app.clock.rewind(retention - expires_in);
@@ -84,8 +84,8 @@ async fn after_retention_no_expired_data_remains_and_memory_returns_to_its_basel
     assert!(engine.held().cached_subscriptions > 0);
 
     // Retention passes; then one new event, which fails as well. The
-    // janitor's trim (every second here) removes what expired from the
-    // indexes.
+    // janitor's retention pass (every second here) deletes the expired
+    // events with their deliveries, then trims the indexes.
     app.clock.reset();
     actix_web::rt::time::sleep(
         (expires_in + Duration::from_millis(500)).saturating_sub(rewound.elapsed()),

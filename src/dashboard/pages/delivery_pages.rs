@@ -63,7 +63,7 @@ async fn notification_of(st: &AppState, d: &DeliveryRecord) -> Result<Notificati
     let account = &d.account_id;
     let (sub, event) = futures_util::future::try_join(
         st.store.get_subscription(account, &d.subscription_id),
-        st.store.get_event(account, &d.event_id),
+        st.store.get_event(account, &d.event_id, st.clock.now_ms()),
     )
     .await?;
     Ok(match (sub, event) {

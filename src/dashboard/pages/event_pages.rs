@@ -126,7 +126,7 @@ pub async fn event(
     let id = parse_id(&id).ok_or(PageError::NotFound("event"))?;
     let e = st
         .store
-        .get_event(&account, &id)
+        .get_event(&account, &id, st.clock.now_ms())
         .await?
         .ok_or(PageError::NotFound("event"))?;
     let deliveries = st.store.event_deliveries(&account, &id).await?;

@@ -16,7 +16,7 @@ reclaim_expired(KEYS[1], KEYS[2], now)
 local leases = {}
 local function lease_of(sid)
   if not leases[sid] then
-    local data = redis.call('HGET', base .. 'sub:' .. sid, 'data')
+    local data = redis.call('HGET', base .. K.sub .. sid, 'data')
     local ok, sub = pcall(cjson.decode, data or '')
     if ok and type(sub) == 'table' and type(sub.channel) == 'table' and sub.channel.type == 'email' then
       leases[sid] = email_lease
@@ -38,12 +38,12 @@ local events = {}
 local leased = {}
 local out = {}
 for _, did in ipairs(due) do
-  local dkey = base .. 'dlv:' .. did
+  local dkey = base .. K.dlv .. did
   local d = redis.call('HMGET', dkey, 'event_id', 'sub_id', 'attempts', 'status')
   if d[1] and d[4] == 'pending' then
     local e = events[d[1]]
     if not e then
-      e = redis.call('HMGET', base .. 'event:' .. d[1], 'type', 'occurred_at', 'payload')
+      e = redis.call('HMGET', base .. K.event .. d[1], 'type', 'occurred_at', 'payload')
       events[d[1]] = e
     end
     if e[3] then

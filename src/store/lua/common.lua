@@ -20,7 +20,7 @@ end
 -- attempts after the first, which the delivery's hash holds); the list
 -- expires with the delivery.
 local function append_attempt(dkey, json)
-  local akey = dkey .. ':attempts'
+  local akey = dkey .. K.attempts
   redis.call('RPUSH', akey, json)
   local expires = expiry_of(dkey)
   if expires then
@@ -50,7 +50,7 @@ end
 -- an index of its own: failures are few and `recover` needs them) in step
 -- with a status change.
 local function track_failed(base, did, sid, created, from, to)
-  local idx = base .. 'sub-dlv:' .. sid .. ':failed'
+  local idx = base .. K.sub_dlv .. sid .. K.failed
   if from == 'failed' then
     redis.call('ZREM', idx, did)
   end
@@ -71,8 +71,10 @@ end
 -- Creates a pending delivery due now: its record, its place in the shard's
 -- schedule and in the subscription's index. The caller lists it among the
 -- event's deliveries (`append_event_delivery`, or the event's own HSET).
-local function create_delivery(base, did, eid, sid, acct, etype, now, expires, replay)
-  local dkey = base .. 'dlv:' .. did
+-- The record has no expiry of its own: it goes with its event when the
+-- janitor expires the event (`expire_events.lua`).
+local function create_delivery(base, did, eid, sid, acct, etype, now, replay)
+  local dkey = base .. K.dlv .. did
   -- Only what cannot be derived: attempts and claim start absent (0), the
   -- first attempt is due at created_at.
   if replay == '1' then
@@ -82,17 +84,14 @@ local function create_delivery(base, did, eid, sid, acct, etype, now, expires, r
     redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct,
       'event_type', etype, 'status', 'pending', 'created_at', now)
   end
-  if expires then
-    redis.call('PEXPIREAT', dkey, expires)
-  end
-  redis.call('ZADD', base .. 'schedule', now, did)
-  add_to_index(base .. 'sub-dlv:' .. sid, now, did)
+  redis.call('ZADD', base .. K.schedule, now, did)
+  add_to_index(base .. K.sub_dlv .. sid, now, did)
 end
 
 -- Adds a delivery to the event's list of deliveries (a field of the event
 -- itself, no key of its own).
 local function append_event_delivery(base, eid, did)
-  local ekey = base .. 'event:' .. eid
+  local ekey = base .. K.event .. eid
   local prev = redis.call('HGET', ekey, 'deliveries')
   if prev then
     redis.call('HSET', ekey, 'deliveries', prev .. ' ' .. did)
@@ -106,12 +105,17 @@ end
 -- Returns {status, event_id, deliveries} where status is 'created',
 -- 'duplicate' (same Idempotency-Key and same request), 'conflict' (same key,
 -- different request) or 'no_account'.
-local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occurred, payload, idem, fp)
-  if redis.call('EXISTS', base .. 'account:' .. acct) == 0 then
+local function ingest_one(base, now, idem_ttl, id, acct, etype, occurred, payload, idem, fp)
+  -- The account's hash proves the account exists and holds its catch-all
+  -- subscriptions (`all_routes`), so one read replaces an EXISTS and a
+  -- second set read.
+  local akey = base .. K.account .. acct
+  local account = redis.call('HMGET', akey, 'id', 'all_routes')
+  if not account[1] then
     return {'no_account', '', '0'}
   end
   if idem ~= '' then
-    local ikey = base .. 'idem:' .. acct .. ':' .. idem
+    local ikey = base .. K.idem .. acct .. ':' .. idem
     local prev = redis.call('GET', ikey)
     if prev then
       local sep = string.find(prev, ' ', 1, true)
@@ -123,15 +127,24 @@ local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occur
     end
     redis.call('SET', ikey, id .. ' ' .. fp, 'PX', idem_ttl)
   end
-  local occ = tonumber(occurred)
-  local expires = occ + retention
-  -- The union of the type's and the account's catch-all routes, read set by
-  -- set: a command on two keys, one of them missing, fails on a cluster
-  -- node importing the shard's slot (TRYAGAIN), which would stop the
-  -- script after the idempotency record above.
-  local subs, seen = {}, {}
-  for _, route in ipairs({etype, '*'}) do
-    for _, sid in ipairs(redis.call('SMEMBERS', base .. 'route:' .. acct .. ':' .. route)) do
+  local all = account[2]
+  if not all then
+    -- An account written before `all_routes` existed: read its catch-all
+    -- set once and keep it in the hash from now on.
+    all = table.concat(redis.call('SMEMBERS', base .. K.route .. acct .. ':*'), ' ')
+    redis.call('HSET', akey, 'all_routes', all)
+  end
+  -- The type's routes, then the catch-all ones not among them. (Each key
+  -- read on its own: a command on two keys, one of them missing, fails on a
+  -- cluster node importing the shard's slot, which would stop the script
+  -- after the idempotency record above.)
+  local subs = redis.call('SMEMBERS', base .. K.route .. acct .. ':' .. etype)
+  if all ~= '' then
+    local seen = {}
+    for _, sid in ipairs(subs) do
+      seen[sid] = true
+    end
+    for sid in string.gmatch(all, '[^ ]+') do
       if not seen[sid] then
         seen[sid] = true
         subs[#subs + 1] = sid
@@ -142,7 +155,9 @@ local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occur
   for i, sid in ipairs(subs) do
     dids[i] = derived_id(id, sid)
   end
-  local ekey = base .. 'event:' .. id
+  -- No expiry: the janitor expires events (and their deliveries) past the
+  -- retention, by the account's event index (`expire_events.lua`).
+  local ekey = base .. K.event .. id
   if #dids > 0 then
     redis.call('HSET', ekey, 'id', id, 'account_id', acct, 'type', etype,
       'occurred_at', occurred, 'received_at', now, 'payload', payload,
@@ -151,11 +166,11 @@ local function ingest_one(base, now, retention, idem_ttl, id, acct, etype, occur
     redis.call('HSET', ekey, 'id', id, 'account_id', acct, 'type', etype,
       'occurred_at', occurred, 'received_at', now, 'payload', payload)
   end
-  redis.call('PEXPIREAT', ekey, expires)
-  add_to_index(base .. 'events:' .. acct, occ, id)
-  add_to_index(base .. 'events:' .. acct .. ':' .. etype, occ, id)
+  local occ = tonumber(occurred)
+  add_to_index(base .. K.events .. acct, occ, id)
+  add_to_index(base .. K.events .. acct .. ':' .. etype, occ, id)
   for i, sid in ipairs(subs) do
-    create_delivery(base, dids[i], id, sid, acct, etype, now, expires, '0')
+    create_delivery(base, dids[i], id, sid, acct, etype, now, '0')
   end
   return {'created', id, tostring(#subs)}
 end
@@ -164,9 +179,9 @@ end
 -- list (newest first, bounded) and queued in the shard's outbox for the
 -- email notifier, due now.
 local function add_notice(base, acct, nid, json, now)
-  local list = base .. 'notices:' .. acct
+  local list = base .. K.notices .. acct
   redis.call('LPUSH', list, json)
   redis.call('LTRIM', list, 0, 999)
-  redis.call('HSET', base .. 'notice:' .. nid, 'data', json, 'attempts', 0)
-  redis.call('ZADD', base .. 'outbox', now, nid)
+  redis.call('HSET', base .. K.notice .. nid, 'data', json, 'attempts', 0)
+  redis.call('ZADD', base .. K.outbox, now, nid)
 end

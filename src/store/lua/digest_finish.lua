@@ -7,9 +7,9 @@
 -- Returns  'ok', or 'stale' when the claim was superseded.
 local base, sub, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, due = tonumber(ARGV[5]), ARGV[6]
-local list = base .. 'digest:' .. sub
-local skey = list .. ':sending'
-if redis.call('GET', list .. ':token') ~= token then
+local list = base .. K.digest .. sub
+local skey = list .. K.sending
+if redis.call('GET', list .. K.token) ~= token then
   return 'stale'
 end
 local status = 'pending'
@@ -19,7 +19,7 @@ elseif outcome == 'fail' then
   status = 'failed'
 end
 for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
-  local dkey = base .. 'dlv:' .. did
+  local dkey = base .. K.dlv .. did
   local cur = redis.call('HMGET', dkey, 'status', 'sub_id', 'created_at')
   if cur[1] then
     if ARGV[7] ~= '' then
@@ -43,15 +43,15 @@ for _, did in ipairs(redis.call('LRANGE', skey, 0, -1)) do
 end
 if status == 'pending' then
   if ARGV[7] ~= '' then
-    redis.call('HINCRBY', skey .. ':meta', 'attempts', 1)
+    redis.call('HINCRBY', skey .. K.meta, 'attempts', 1)
   end
-  redis.call('ZADD', base .. 'digest-sending', due, sub)
+  redis.call('ZADD', base .. K.digest_sending, due, sub)
 else
   -- One key per DEL: on a cluster node importing the slot, a command on
   -- several keys, some missing, fails (TRYAGAIN) in the middle of the script.
-  for _, k in ipairs({skey, skey .. ':counts', skey .. ':meta'}) do
+  for _, k in ipairs({skey, skey .. K.counts, skey .. K.meta}) do
     redis.call('DEL', k)
   end
-  redis.call('ZREM', base .. 'digest-sending', sub)
+  redis.call('ZREM', base .. K.digest_sending, sub)
 end
 return 'ok'

@@ -7,7 +7,7 @@
 -- Returns  'ok', or 'stale' when the claim was superseded.
 local base, did, token = ARGV[1], ARGV[2], ARGV[3]
 local now, sub, due = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local dkey = base .. 'dlv:' .. did
+local dkey = base .. K.dlv .. did
 if redis.call('HGET', dkey, 'claim') ~= token then
   return 'stale'
 end
@@ -17,13 +17,13 @@ if redis.call('HSETNX', dkey, 'digest', '1') == 0 then
   -- held): nothing to add. digest_finish clears the mark.
   return 'ok'
 end
-local list = base .. 'digest:' .. sub
+local list = base .. K.digest .. sub
 redis.call('RPUSH', list, did)
-redis.call('HINCRBY', list .. ':counts', ARGV[7], 1)
+redis.call('HINCRBY', list .. K.counts, ARGV[7], 1)
 if redis.call('LLEN', list) >= tonumber(ARGV[8]) then
   due = now
 end
-local digests = base .. 'digests'
+local digests = base .. K.digests
 local cur = redis.call('ZSCORE', digests, sub)
 if not cur or due < tonumber(cur) then
   redis.call('ZADD', digests, due, sub)

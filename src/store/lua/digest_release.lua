@@ -7,7 +7,7 @@
 -- Returns  1 when handed back, 0 when the claim was superseded or the
 --          digest is no longer being sent
 local base, sub, token, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local tkey = base .. 'digest:' .. sub .. ':token'
+local tkey = base .. K.digest .. sub .. K.token
 if redis.call('GET', tkey) ~= token or not redis.call('ZSCORE', KEYS[1], sub) then
   return 0
 end

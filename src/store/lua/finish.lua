@@ -20,7 +20,7 @@ local base, did, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, due = tonumber(ARGV[5]), ARGV[6]
 local attempt_json, error_text = ARGV[7], ARGV[8]
 local a1, a1r, a1e = ARGV[10], ARGV[11], ARGV[12]
-local dkey = base .. 'dlv:' .. did
+local dkey = base .. K.dlv .. did
 local cur = redis.call('HMGET', dkey, 'claim', 'status', 'sub_id', 'created_at', 'attempts',
   'next_attempt_at')
 if cur[1] ~= token then

@@ -7,7 +7,7 @@
 -- Returns  1 when recorded, 0 when this one was already reported.
 local base, acct = ARGV[1], ARGV[2]
 if ARGV[6] ~= '' then
-  local dk = base .. 'reported:' .. acct .. ':' .. ARGV[6]
+  local dk = base .. K.reported .. acct .. ':' .. ARGV[6]
   if redis.call('GET', dk) == ARGV[7] then
     return 0
   end

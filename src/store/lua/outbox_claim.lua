@@ -7,7 +7,7 @@
 local base, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for _, nid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
-  local nkey = base .. 'notice:' .. nid
+  local nkey = base .. K.notice .. nid
   local data = redis.call('HGET', nkey, 'data')
   if data then
     local attempts = redis.call('HINCRBY', nkey, 'attempts', 1)

@@ -6,6 +6,6 @@ if ARGV[3] == 'retry' then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
 else
   redis.call('ZREM', KEYS[1], ARGV[2])
-  redis.call('DEL', ARGV[1] .. 'notice:' .. ARGV[2])
+  redis.call('DEL', ARGV[1] .. K.notice .. ARGV[2])
 end
 return 'ok'

@@ -11,7 +11,7 @@ if not score or tonumber(score) ~= deadline then
   return 0
 end
 redis.call('ZADD', KEYS[1], now, nid)
-local nkey = base .. 'notice:' .. nid
+local nkey = base .. K.notice .. nid
 if tonumber(redis.call('HGET', nkey, 'attempts') or '0') > 0 then
   redis.call('HINCRBY', nkey, 'attempts', -1)
 end

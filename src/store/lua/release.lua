@@ -10,7 +10,7 @@ local base, now = ARGV[1], tonumber(ARGV[2])
 local released = 0
 for i = 3, #ARGV - 1, 2 do
   local did, token = ARGV[i], ARGV[i + 1]
-  local dkey = base .. 'dlv:' .. did
+  local dkey = base .. K.dlv .. did
   if redis.call('ZSCORE', KEYS[2], did) and redis.call('HGET', dkey, 'claim') == token then
     redis.call('ZREM', KEYS[2], did)
     redis.call('ZADD', KEYS[1], now, did)

@@ -9,7 +9,7 @@ local base, until_ms = ARGV[1], ARGV[2]
 local out = {}
 for i = 3, #ARGV, 2 do
   local did = ARGV[i]
-  if redis.call('HGET', base .. 'dlv:' .. did, 'claim') == ARGV[i + 1]
+  if redis.call('HGET', base .. K.dlv .. did, 'claim') == ARGV[i + 1]
     and redis.call('ZSCORE', KEYS[1], did) then
     redis.call('ZADD', KEYS[1], 'XX', until_ms, did)
     out[#out + 1] = did

@@ -42,6 +42,10 @@ async fn a_read_session_sees_every_page_without_forms_and_its_writes_are_refused
         );
     }
     let csrf = b.get("/dashboard").await.csrf();
+    // The statistics of the delivery above reach Redis within a flush
+    // (`dashboard.stats_flush_ms`, 100 ms in tests): let them land first,
+    // or a flush between the snapshots shows as a change.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(400)).await;
     let before = app.redis_snapshot();
     let r = b
         .post(
