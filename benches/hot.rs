@@ -147,7 +147,12 @@ fn claim_round_trip(c: &mut Criterion) {
                     // Requeue needs the lease gone: finish as 'wait' due now.
                     for c in &claimed {
                         store
-                            .finish(c, &courier::store::Outcome::Wait { due_ms: now }, None, now)
+                            .finish(
+                                c,
+                                &courier::domain::delivery::Outcome::Wait { due_ms: now },
+                                None,
+                                now,
+                            )
                             .await
                             .unwrap();
                     }

@@ -3,7 +3,8 @@
 //!
 //! - `email` takes jobs from its owner and never reaches into the delivery
 //!   engine (no import cycle between `delivery` and `email`).
-//! - `domain` reads no settings: it is built from plain values.
+//! - `domain` reads no settings: it is built from plain values. Nor does it
+//!   use the store or the delivery engine: they use it.
 //! - `store` knows nothing of the breaker's view of a circuit.
 //! - The API and the dashboard send test notifications through
 //!   `delivery::test_send`, never with an HTTP client of their own.
@@ -82,6 +83,20 @@ fn email_never_reaches_into_the_delivery_engine() {
 #[test]
 fn the_domain_reads_no_settings() {
     let found = offending("domain", &["crate::settings", "super::super::settings"]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_domain_uses_neither_the_store_nor_the_engine() {
+    let found = offending(
+        "domain",
+        &[
+            "crate::store",
+            "super::super::store",
+            "crate::delivery",
+            "super::super::delivery",
+        ],
+    );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 

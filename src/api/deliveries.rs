@@ -9,12 +9,10 @@ use uuid::Uuid;
 use super::auth::Account;
 use super::error::{ApiError, ErrorBody};
 use super::{body, AppState, PageQuery};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::format_ms;
 use crate::domain::{parse_id, Invalid};
 use crate::store::{Attempt, DeliveryFilter, DeliveryRecord, Requeued};
-
-/// Delivery statuses a filter may name.
-pub const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
 
 /// A delivery of one event to one subscription.
 #[derive(Debug, Serialize, ToSchema)]
@@ -25,7 +23,8 @@ pub struct DeliveryView {
     pub event_type: String,
     pub subscription_id: Uuid,
     /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
     pub attempts: u32,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,7 +50,7 @@ impl DeliveryView {
             subscription_id: d.subscription_id,
             next_attempt_at: d
                 .next_attempt_at_ms
-                .filter(|_| d.status == "pending")
+                .filter(|_| d.status == DeliveryStatus::Pending)
                 .map(format_ms),
             status: d.status,
             attempts: d.attempts,
@@ -120,18 +119,20 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let sub = super::subscriptions::load(&st, &caller, &id).await?;
     let (limit, cursor) = st.paging(&page)?;
-    if let Some(s) = &filter.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(Invalid::new("status", "must be pending, succeeded or failed").into());
-        }
-    }
+    let status = match filter.status.as_deref() {
+        None => None,
+        Some(text) => Some(
+            DeliveryStatus::parse(text)
+                .ok_or_else(|| Invalid::new("status", "must be pending, succeeded or failed"))?,
+        ),
+    };
     let page = st
         .store
         .list_deliveries(
             &caller.account.id,
             &sub.id,
             &DeliveryFilter {
-                status: filter.status.as_deref(),
+                status,
                 from_ms: super::events::parse_time("from", filter.from.as_deref())?,
                 to_ms: super::events::parse_time("to", filter.to.as_deref())?,
                 cursor: cursor.as_ref(),

@@ -7,9 +7,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::deliveries::STATUSES;
 use crate::domain::account::{MAX_EMAIL_BYTES, MAX_NAME_CHARS};
 use crate::domain::catalog::{Catalog, WILDCARD};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::MAX_IDEMPOTENCY_KEY_LEN;
 use crate::domain::subscription::{MAX_DESCRIPTION_CHARS, MAX_RATE_LIMIT};
 use crate::domain::target::MAX_URL_LEN;
@@ -110,7 +110,9 @@ pub fn apply(doc: &mut Value, catalog: &Catalog, settings: &Settings) {
                 }
                 (Some("query"), Some("type")) => json!({"enum": names}),
                 (Some("query"), Some("from" | "to")) => json!({"format": "date-time"}),
-                (Some("query"), Some("status")) => json!({"enum": STATUSES}),
+                (Some("query"), Some("status")) => {
+                    json!({"enum": DeliveryStatus::ALL.map(DeliveryStatus::as_str)})
+                }
                 (Some("header"), Some(super::events::IDEMPOTENCY_KEY)) => idempotency_key.clone(),
                 _ => continue,
             };

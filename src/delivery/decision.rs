@@ -9,7 +9,8 @@
 use super::breaker::{Circuit, Signal};
 use super::notification::{next_step, Verdict};
 use super::retry::RetryPolicy;
-use crate::store::{EndpointState, Outcome};
+use crate::domain::delivery::Outcome;
+use crate::store::EndpointState;
 
 /// One attempt, judged.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -34,12 +34,13 @@ use super::ratelimit::Gcra;
 use super::retry::parse_retry_after;
 use super::sender::{HttpResult, Sender};
 use super::signing::webhook_headers;
+use crate::domain::delivery::Outcome;
 use crate::domain::event::format_ms;
 use crate::domain::notice::{Notice, NoticeKind};
 use crate::domain::subscription::{Channel, Subscription};
 use crate::domain::target::redact_url;
 use crate::metrics as m;
-use crate::store::{Attempt, Claimed, EndpointState, Outcome};
+use crate::store::{Attempt, Claimed, EndpointState};
 
 /// Assumed request duration of an endpoint not heard from yet, ms.
 const INITIAL_LATENCY_MS: f64 = 100.0;

@@ -27,12 +27,13 @@ use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
 use super::retry::RetryPolicy;
 use super::scheduler::{Scheduler, Shutdown};
+use crate::domain::delivery::Outcome;
 use crate::domain::subscription::Subscription;
 use crate::email::notifier::{self, Close, EmailNotifier};
 use crate::email::Mailer;
 use crate::metrics as m;
 use crate::settings::Settings;
-use crate::store::{Attempt, Claimed, LeaseMs, Outcome, Store, StoreError};
+use crate::store::{Attempt, Claimed, LeaseMs, Store, StoreError};
 
 /// The email notifier as the engine runs it.
 pub type Notifier = EmailNotifier<EngineCtx>;

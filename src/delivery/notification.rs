@@ -5,8 +5,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::retry::RetryPolicy;
+use crate::domain::delivery::Outcome;
 use crate::domain::event::format_ms;
-use crate::store::Outcome;
 
 /// Longest response body kept in an attempt's record.
 pub const MAX_RESPONSE_BYTES: usize = 4096;

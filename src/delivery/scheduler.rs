@@ -18,9 +18,10 @@ use futures_util::FutureExt;
 use super::deliverer::{Deliver, Drain, EndpointDeliverer, Job, Retire};
 use super::engine::{EngineCtx, Notifier};
 use super::sender::Sender;
+use crate::domain::delivery::Outcome;
 use crate::domain::subscription::{Channel, Subscription};
 use crate::email::notifier::{self, EmailJob, SendEmail};
-use crate::store::{Claimed, Outcome, StoreError};
+use crate::store::{Claimed, StoreError};
 
 #[derive(Message)]
 #[rtype(result = "()")]

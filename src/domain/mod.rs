@@ -5,6 +5,7 @@
 pub mod account;
 pub mod api_key;
 pub mod catalog;
+pub mod delivery;
 pub mod event;
 pub mod notice;
 pub mod session;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
+use crate::domain::delivery::Outcome;
 use crate::settings::Settings;
-use crate::store::Outcome;
 use message::Composer;
 use transport::{SmtpConfig, SmtpVerdict};
 

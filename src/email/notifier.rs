@@ -35,10 +35,11 @@ use uuid::Uuid;
 use super::message::{DigestEmail, DigestEntry, EventEmail};
 use super::transport::{self, SmtpResult, SmtpVerdict};
 use super::Mailer;
+use crate::domain::delivery::Outcome;
 use crate::domain::event::format_ms;
 use crate::domain::subscription::{Channel, Digest, Subscription};
 use crate::metrics as m;
-use crate::store::{Attempt, Claimed, ClaimedDigest, ClaimedNotice, Outcome, Store, StoreError};
+use crate::store::{Attempt, Claimed, ClaimedDigest, ClaimedNotice, Store, StoreError};
 
 /// Most digests or notices claimed per shard per poll.
 const CLAIM_MAX: usize = 16;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{scripts, Cursor, Page, Store, StoreError};
+use crate::domain::delivery::{DeliveryStatus, Outcome};
 
 /// How many index entries a status-filtered page may read per result.
 const SCAN_FACTOR: usize = 20;
@@ -80,29 +81,6 @@ pub struct Attempt {
     pub next_attempt_at: Option<String>,
 }
 
-/// What became of a claimed delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// The attempt failed; try again at `due_ms`.
-    Retry {
-        due_ms: i64,
-    },
-    /// The attempt failed and there will be no other.
-    Fail {
-        error: String,
-    },
-    /// Nothing was sent (circuit open, endpoint busy, shutting down); due
-    /// again at `due_ms` without spending an attempt.
-    Wait {
-        due_ms: i64,
-    },
-    /// Nothing was sent and nothing will be (subscription gone or disabled).
-    Drop {
-        error: String,
-    },
-}
-
 /// A delivery as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
@@ -111,8 +89,7 @@ pub struct DeliveryRecord {
     pub subscription_id: Uuid,
     pub account_id: Uuid,
     pub event_type: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: u32,
     pub created_at_ms: i64,
     pub next_attempt_at_ms: Option<i64>,
@@ -133,7 +110,9 @@ impl DeliveryRecord {
             subscription_id: Uuid::parse_str(&take("sub_id")?).ok()?,
             account_id: Uuid::parse_str(&take("account_id")?).ok()?,
             event_type: take("event_type")?,
-            status: take("status")?,
+            // An unknown status makes the record unreadable, like any
+            // other field that cannot be read.
+            status: DeliveryStatus::parse(&take("status")?)?,
             attempts: take("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
             created_at_ms,
             // Absent until the first reschedule: due when created.
@@ -217,8 +196,8 @@ pub(super) fn attempt_json(attempt: Option<&Attempt>) -> Result<String, StoreErr
 /// Which of a subscription's deliveries a listing returns.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryFilter<'a> {
-    /// `pending`, `succeeded` or `failed`; None for all.
-    pub status: Option<&'a str>,
+    /// None for all.
+    pub status: Option<DeliveryStatus>,
     /// Created at or after / at or before (ms).
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -449,7 +428,9 @@ impl Store {
         let (cursor, limit) = (f.cursor, f.limit);
         let (min, max) = (f.from_ms, f.to_ms);
         let (index, filter) = match f.status {
-            Some("failed") => (self.keys.failed_deliveries(account, subscription), None),
+            Some(DeliveryStatus::Failed) => {
+                (self.keys.failed_deliveries(account, subscription), None)
+            }
             None => (
                 self.keys.subscription_deliveries(account, subscription),
                 None,
@@ -560,7 +541,7 @@ impl Store {
         let mut pending = Vec::new();
         for chunk in ids.chunks(1_000) {
             for d in self.load_deliveries(account, chunk).await? {
-                if d.status == "pending" {
+                if d.status == DeliveryStatus::Pending {
                     pending.push(d.id);
                 }
             }

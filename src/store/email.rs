@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{Attempt, Claimed, Outcome, Store, StoreError};
+use super::{Attempt, Claimed, Store, StoreError};
+use crate::domain::delivery::Outcome;
 use crate::domain::notice::Notice;
 
 /// A notice claimed for sending.

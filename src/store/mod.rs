@@ -32,8 +32,7 @@ pub use accounts::{AccountRecord, RotateOutcome};
 pub use conn::{RedisConn, RedisTarget};
 pub use dashboard::ShardQueues;
 pub use deliveries::{
-    Attempt, ClaimRef, Claimed, DeliveryFilter, DeliveryRecord, LeaseMs, Outcome, Replayed,
-    Requeued,
+    Attempt, ClaimRef, Claimed, DeliveryFilter, DeliveryRecord, LeaseMs, Replayed, Requeued,
 };
 pub use email::{ClaimedDigest, ClaimedNotice};
 pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};

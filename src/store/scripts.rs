@@ -11,9 +11,10 @@ use uuid::Uuid;
 use super::deliveries::{attempt_json, FirstAttempt};
 use super::keys::{self, Keys};
 use super::{
-    Attempt, ClaimRef, Claimed, IngestOutcome, LeaseMs, Outcome, PutOutcome, Replayed, Requeued,
-    Store, StoreError,
+    Attempt, ClaimRef, Claimed, IngestOutcome, LeaseMs, PutOutcome, Replayed, Requeued, Store,
+    StoreError,
 };
+use crate::domain::delivery::Outcome;
 use crate::domain::event::NewEvent;
 use crate::domain::notice::Notice;
 use crate::domain::subscription::Subscription;

@@ -4,7 +4,8 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use courier::store::{Claimed, LeaseMs, Outcome, Store};
+use courier::domain::delivery::{DeliveryStatus, Outcome};
+use courier::store::{Claimed, LeaseMs, Store};
 
 use crate::helpers::{spawn_app_with, test_settings, TestApp};
 
@@ -92,7 +93,7 @@ async fn a_released_claim_is_due_at_once_with_no_attempt_spent_and_records_nothi
     assert_eq!(store.next_due_any().await.unwrap(), Some(now + 10));
     let d = store.get_delivery(&account, &c.delivery_id).await.unwrap();
     let d = d.unwrap();
-    assert_eq!((d.status.as_str(), d.attempts), ("pending", 0));
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
     assert_eq!(d.next_attempt_at_ms, Some(now + 10));
     // The released claim can neither be released again nor record an outcome.
     assert_eq!(store.release(&[c.claim_ref()], now + 20).await.unwrap(), 0);

@@ -924,6 +924,41 @@ async fn walking_a_status_filtered_listing_sees_each_match_exactly_once() {
 }
 
 #[actix_web::test]
+async fn a_delivery_listing_refuses_a_status_it_does_not_know() {
+    let rx = Receiver::start().await;
+    let app = spawn_app().await;
+    let (_, key) = app.create_account().await;
+    let (sub, _) = app.subscribe(&key, &rx.url("/h"), &["*"], json!({})).await;
+    for status in ["bogus", "Pending", "dropped", "pending%20"] {
+        let r = app
+            .get(
+                &format!("/v1/subscriptions/{sub}/deliveries?status={status}"),
+                Some(&key),
+            )
+            .await;
+        assert_eq!(r.status, 422, "status={status}: {}", r.body);
+        assert_eq!(
+            r.body["error"],
+            json!({
+                "code": "validation_failed",
+                "message": "status: must be pending, succeeded or failed",
+                "field": "status",
+            }),
+            "status={status}"
+        );
+    }
+    for status in ["pending", "succeeded", "failed"] {
+        let r = app
+            .get(
+                &format!("/v1/subscriptions/{sub}/deliveries?status={status}"),
+                Some(&key),
+            )
+            .await;
+        assert_eq!(r.status, 200, "status={status}: {}", r.body);
+    }
+}
+
+#[actix_web::test]
 async fn a_delivery_whose_subscription_was_disabled_is_counted_as_dropped() {
     const DROPPED: &str = r#"courier_deliveries_finished_total{outcome="dropped"}"#;
     let rx = Receiver::start().await;

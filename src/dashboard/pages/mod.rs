@@ -29,6 +29,7 @@ use super::session::Viewer;
 use super::view::when;
 use crate::api::{AppState, PageQuery};
 use crate::delivery::breaker::BreakerState;
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::parse_id;
 use crate::domain::subscription::{Channel, Subscription};
 use crate::store::DeliveryRecord;
@@ -118,7 +119,7 @@ pub struct DeliveryRow {
     event_id: Uuid,
     event_type: String,
     subscription_id: Uuid,
-    status: String,
+    status: DeliveryStatus,
     attempts: u32,
     created: String,
     next_attempt: Option<String>,
@@ -135,7 +136,7 @@ impl From<DeliveryRecord> for DeliveryRow {
             subscription_id: d.subscription_id,
             next_attempt: d
                 .next_attempt_at_ms
-                .filter(|_| d.status == "pending")
+                .filter(|_| d.status == DeliveryStatus::Pending)
                 .map(when),
             status: d.status,
             attempts: d.attempts,

@@ -7,11 +7,12 @@ use futures_util::future::join_all;
 use serde::Deserialize;
 
 use super::{circuit_of, load_subscription, time_field, CursorQuery, DeliveryRow, SubRow};
-use crate::api::{deliveries, AppState, PageQuery};
+use crate::api::{AppState, PageQuery};
 use crate::dashboard::charts::Health;
 use crate::dashboard::error::PageError;
 use crate::dashboard::session::Viewer;
 use crate::dashboard::view::{self, when, Chrome};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::stats::hour_of;
 use crate::store::DeliveryFilter;
 
@@ -110,8 +111,9 @@ struct SubscriptionPage {
     sub: SubRow,
     created: String,
     rate_limit: Option<u32>,
-    status: String,
-    statuses: [&'static str; 3],
+    /// The status filter; None for any.
+    status: Option<DeliveryStatus>,
+    statuses: [DeliveryStatus; 3],
     /// The time range as typed (to fill the form and the next page's link).
     from: String,
     to: String,
@@ -123,6 +125,13 @@ struct SubscriptionPage {
     recover_since: String,
 }
 
+impl SubscriptionPage {
+    /// The status filter as the next page's link carries it ('' for any).
+    fn status_text(&self) -> &'static str {
+        self.status.map_or("", DeliveryStatus::as_str)
+    }
+}
+
 /// `GET /dashboard/subscriptions/{id}`: the subscription and its
 /// deliveries, newest first, by status and creation time, a page at a time.
 pub async fn subscription(
@@ -132,14 +141,12 @@ pub async fn subscription(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let sub = load_subscription(&st, &viewer, &id).await?;
-    let status = q.status.clone().filter(|s| !s.is_empty());
-    if let Some(s) = &status {
-        if !deliveries::STATUSES.contains(&s.as_str()) {
-            return Err(PageError::BadRequest(
-                "status must be pending, succeeded or failed".into(),
-            ));
-        }
-    }
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
+            PageError::BadRequest("status must be pending, succeeded or failed".into())
+        })?),
+    };
     let from_ms = time_field("from", q.from.as_deref())?;
     let to_ms = time_field("to", q.to.as_deref())?;
     let (limit, cursor) = st.paging(&PageQuery {
@@ -152,7 +159,7 @@ pub async fn subscription(
             &viewer.account.id,
             &sub.id,
             &DeliveryFilter {
-                status: status.as_deref(),
+                status,
                 from_ms,
                 to_ms,
                 cursor: cursor.as_ref(),
@@ -166,8 +173,8 @@ pub async fn subscription(
         created: when(sub.created_at_ms),
         rate_limit: sub.rate_limit,
         sub: SubRow::new(&sub, circuit, None),
-        status: status.unwrap_or_default(),
-        statuses: deliveries::STATUSES,
+        status,
+        statuses: DeliveryStatus::ALL,
         from: from_ms.map(view::time_input).unwrap_or_default(),
         to: to_ms.map(view::time_input).unwrap_or_default(),
         deliveries: page.items.into_iter().map(DeliveryRow::from).collect(),
