@@ -33,7 +33,7 @@ pub use deliveries::{
     Attempt, ClaimRef, Claimed, DeliveryFilter, DeliveryRecord, LeaseMs, Outcome, Replayed,
     Requeued,
 };
-pub use email::{ClaimedDigest, ClaimedNotice};
+pub use email::{ClaimedDigest, ClaimedNotice, MessageKind, MessageRef};
 pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};
 pub use events::{EventFilter, EventRecord, IngestOutcome};
 pub use keys::Keys;
@@ -100,6 +100,7 @@ struct Scripts {
     outbox_claim: Script,
     outbox_done: Script,
     outbox_release: Script,
+    outbox_renew: Script,
     digest_hold: Script,
     digest_claim: Script,
     digest_finish: Script,
@@ -107,6 +108,7 @@ struct Scripts {
     endpoint_probe: Script,
     rate: Script,
     digest_release: Script,
+    digest_renew: Script,
 }
 
 /// Functions several scripts share, prepended to them.
@@ -133,6 +135,7 @@ impl Scripts {
             outbox_claim: Script::new(include_str!("lua/outbox_claim.lua")),
             outbox_done: Script::new(include_str!("lua/outbox_done.lua")),
             outbox_release: Script::new(include_str!("lua/outbox_release.lua")),
+            outbox_renew: Script::new(include_str!("lua/outbox_renew.lua")),
             digest_hold: Script::new(include_str!("lua/digest_hold.lua")),
             digest_claim: Script::new(include_str!("lua/digest_claim.lua")),
             digest_finish: with_common(include_str!("lua/digest_finish.lua")),
@@ -146,6 +149,7 @@ impl Scripts {
             )),
             rate: Script::new(include_str!("lua/rate.lua")),
             digest_release: Script::new(include_str!("lua/digest_release.lua")),
+            digest_renew: Script::new(include_str!("lua/digest_renew.lua")),
         }
     }
 }
