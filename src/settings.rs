@@ -264,11 +264,11 @@ pub struct DeliverySettings {
     /// One webhook request's deadline.
     #[serde(deserialize_with = "millis")]
     pub timeout_ms: PositiveDuration,
-    /// How long a claimed delivery is leased, seconds. The process holding
-    /// it renews the lease every quarter of this while the delivery is in
-    /// its hands, so a live process keeps its claims however long a send
-    /// takes, and a dead one's claims return to the schedule within this
-    /// (plus up to a second for the janitor).
+    /// How long a claimed delivery, digest or operational email is leased,
+    /// seconds. The process holding it renews the lease every quarter of
+    /// this while it is in its hands, so a live process keeps its claims
+    /// however long a send takes, and a dead one's claims return within
+    /// this (plus up to a second for the janitor or the next poll).
     pub lease_secs: NonZeroU64,
     /// Delays between attempts, e.g. `["5s", "30s", "2m"]`.
     pub retry_schedule: Vec<PositiveDuration>,
@@ -321,8 +321,9 @@ pub struct SmtpSettings {
     /// Sender address of every email.
     pub from: String,
     /// Deadline of one message: connecting, the SMTP dialogue and the data
-    /// (digests and operational emails are leased for three times this plus
-    /// 2 s; an email delivery's lease is `delivery.lease_secs`, renewed).
+    /// (it does not bound any lease: every email claim, deliveries, digests
+    /// and operational emails alike, is leased for `delivery.lease_secs`
+    /// and renewed while the message is sent).
     #[serde(deserialize_with = "millis")]
     pub timeout_ms: PositiveDuration,
     /// Most SMTP connections open at once (the pool size): also the most

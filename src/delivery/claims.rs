@@ -7,74 +7,165 @@
 //! recorded; the store's renewal and release are fenced by the claim token,
 //! so touching a claim that was finished or superseded meanwhile does
 //! nothing.
+//!
+//! Deliveries ([`HeldClaims`]) and the email notifier's digests and notices
+//! ([`HeldMessages`]) are kept apart (a stopping process hands the former
+//! back itself; the notifier hands back its own), by the same rules.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::store::{ClaimRef, Claimed};
+use crate::store::{ClaimRef, Claimed, MessageKind, MessageRef};
 
-#[derive(Debug, Default)]
-pub struct HeldClaims {
-    /// By delivery id: a delivery is claimed at most once at a time here.
-    held: Mutex<HashMap<Uuid, ClaimRef>>,
+/// What names a claim: what it holds ([`ClaimId::Key`]; one claim at a
+/// time per key) and its fencing token.
+pub trait ClaimId {
+    type Key: Eq + Hash + Clone;
+    fn key(&self) -> Self::Key;
+    fn token(&self) -> &str;
 }
 
-impl HeldClaims {
+/// A claim as held here: its name, its shard and its lease deadline.
+pub trait Lease: ClaimId + Clone {
+    fn shard(&self) -> u16;
+    fn lease_until_ms(&self) -> i64;
+    /// The lease now runs until `until_ms` (never shortened).
+    fn extend_to(&mut self, until_ms: i64);
+}
+
+impl ClaimId for Claimed {
+    type Key = Uuid;
+    fn key(&self) -> Uuid {
+        self.delivery_id
+    }
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl ClaimId for ClaimRef {
+    type Key = Uuid;
+    fn key(&self) -> Uuid {
+        self.delivery_id
+    }
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Lease for ClaimRef {
+    fn shard(&self) -> u16 {
+        self.shard
+    }
+    fn lease_until_ms(&self) -> i64 {
+        self.lease_until_ms
+    }
+    fn extend_to(&mut self, until_ms: i64) {
+        self.lease_until_ms = self.lease_until_ms.max(until_ms);
+    }
+}
+
+impl ClaimId for MessageRef {
+    /// A digest by its subscription, a notice by its id.
+    type Key = (MessageKind, Uuid);
+    fn key(&self) -> (MessageKind, Uuid) {
+        (self.kind, self.id)
+    }
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Lease for MessageRef {
+    fn shard(&self) -> u16 {
+        self.shard
+    }
+    fn lease_until_ms(&self) -> i64 {
+        self.lease_until_ms
+    }
+    fn extend_to(&mut self, until_ms: i64) {
+        self.lease_until_ms = self.lease_until_ms.max(until_ms);
+    }
+}
+
+/// Claimed deliveries not yet finished in this process.
+pub type HeldClaims = Held<ClaimRef>;
+
+/// Digests and notices the email notifier claimed and is still working on.
+pub type HeldMessages = Held<MessageRef>;
+
+#[derive(Debug)]
+pub struct Held<L: Lease> {
+    held: Mutex<HashMap<L::Key, L>>,
+}
+
+impl<L: Lease> Default for Held<L> {
+    fn default() -> Self {
+        Self {
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<L: Lease> Held<L> {
     /// Records new claims; forgets those whose lease ran out before `now_ms`
     /// (their outcome could not be recorded; someone else may claim them).
-    pub fn hold<'a>(&self, claims: impl IntoIterator<Item = &'a Claimed>, now_ms: i64) {
+    pub fn hold(&self, claims: impl IntoIterator<Item = L>, now_ms: i64) {
         let mut held = self.lock();
-        held.retain(|_, c| c.lease_until_ms > now_ms);
+        held.retain(|_, c| c.lease_until_ms() > now_ms);
         for c in claims {
-            held.insert(c.delivery_id, c.claim_ref());
+            held.insert(c.key(), c);
         }
     }
 
     /// The claim's outcome is recorded (or it was superseded): it is no
-    /// longer this process's to hand back.
-    pub fn let_go(&self, claimed: &Claimed) {
+    /// longer this process's to renew or hand back. A newer claim of the
+    /// same key (another token) is kept.
+    pub fn let_go(&self, claim: &impl ClaimId<Key = L::Key>) {
         let mut held = self.lock();
-        if held
-            .get(&claimed.delivery_id)
-            .is_some_and(|c| c.token == claimed.token)
-        {
-            held.remove(&claimed.delivery_id);
+        let key = claim.key();
+        if held.get(&key).is_some_and(|c| c.token() == claim.token()) {
+            held.remove(&key);
         }
     }
 
-    /// Whether `claimed` is still this process's with at least
-    /// `min_left_ms` of its lease left (renewals are keeping up): a send
-    /// may start on it.
-    pub fn is_live(&self, claimed: &Claimed, now_ms: i64, min_left_ms: i64) -> bool {
-        self.lock()
-            .get(&claimed.delivery_id)
-            .is_some_and(|c| c.token == claimed.token && c.lease_until_ms - now_ms >= min_left_ms)
+    /// Whether `claim` is still this process's with at least `min_left_ms`
+    /// of its lease left (renewals are keeping up): a send may start on it.
+    pub fn is_live(
+        &self,
+        claim: &impl ClaimId<Key = L::Key>,
+        now_ms: i64,
+        min_left_ms: i64,
+    ) -> bool {
+        self.lock().get(&claim.key()).is_some_and(|c| {
+            c.token() == claim.token() && c.lease_until_ms() - now_ms >= min_left_ms
+        })
     }
 
     /// The claims held now, by shard, to renew.
-    pub fn by_shard(&self) -> HashMap<u16, Vec<ClaimRef>> {
-        let mut out: HashMap<u16, Vec<ClaimRef>> = HashMap::new();
+    pub fn by_shard(&self) -> HashMap<u16, Vec<L>> {
+        let mut out: HashMap<u16, Vec<L>> = HashMap::new();
         for c in self.lock().values() {
-            out.entry(c.shard).or_default().push(c.clone());
+            out.entry(c.shard()).or_default().push(c.clone());
         }
         out
     }
 
-    /// The leases of `renewed` (delivery id and token) now run until
-    /// `until_ms`.
-    pub fn renewed(&self, renewed: &[(Uuid, String)], until_ms: i64) {
+    /// The leases of `renewed` (key and token) now run until `until_ms`.
+    pub fn renewed(&self, renewed: &[(L::Key, String)], until_ms: i64) {
         let mut held = self.lock();
-        for (id, token) in renewed {
-            if let Some(c) = held.get_mut(id).filter(|c| c.token == *token) {
-                c.lease_until_ms = c.lease_until_ms.max(until_ms);
+        for (key, token) in renewed {
+            if let Some(c) = held.get_mut(key).filter(|c| c.token() == token) {
+                c.extend_to(until_ms);
             }
         }
     }
 
     /// Every claim still held, leaving none.
-    pub fn take_all(&self) -> Vec<ClaimRef> {
+    pub fn take_all(&self) -> Vec<L> {
         self.lock().drain().map(|(_, c)| c).collect()
     }
 
@@ -86,7 +177,7 @@ impl HeldClaims {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, ClaimRef>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<L::Key, L>> {
         // A panic while holding the lock leaves the map usable.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -96,18 +187,12 @@ impl HeldClaims {
 mod tests {
     use super::*;
 
-    fn claimed(id: Uuid, token: &str, lease_until_ms: i64) -> Claimed {
-        Claimed {
+    fn claimed(id: Uuid, token: &str, lease_until_ms: i64) -> ClaimRef {
+        ClaimRef {
             shard: 3,
             lease_until_ms,
             delivery_id: id,
             token: token.into(),
-            event_id: Uuid::nil(),
-            subscription_id: Uuid::nil(),
-            attempts: 0,
-            event_type: "customer.created".into(),
-            occurred_at_ms: 0,
-            payload: "{}".into(),
         }
     }
 
@@ -115,7 +200,7 @@ mod tests {
     fn finished_claims_are_not_handed_back() {
         let claims = HeldClaims::default();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        claims.hold([&claimed(a, "1", 10_000), &claimed(b, "4", 10_000)], 0);
+        claims.hold([claimed(a, "1", 10_000), claimed(b, "4", 10_000)], 0);
         claims.let_go(&claimed(a, "1", 10_000));
         let left = claims.take_all();
         assert_eq!(left.len(), 1);
@@ -128,8 +213,8 @@ mod tests {
     fn an_older_claims_outcome_does_not_let_go_of_a_newer_claim() {
         let claims = HeldClaims::default();
         let a = Uuid::now_v7();
-        claims.hold([&claimed(a, "1", 10_000)], 0);
-        claims.hold([&claimed(a, "2", 20_000)], 15_000);
+        claims.hold([claimed(a, "1", 10_000)], 0);
+        claims.hold([claimed(a, "2", 20_000)], 15_000);
         claims.let_go(&claimed(a, "1", 10_000));
         assert_eq!(claims.take_all()[0].token, "2");
     }
@@ -138,8 +223,8 @@ mod tests {
     fn claims_past_their_lease_are_forgotten() {
         let claims = HeldClaims::default();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        claims.hold([&claimed(a, "1", 10_000)], 0);
-        claims.hold([&claimed(b, "1", 30_000)], 10_001);
+        claims.hold([claimed(a, "1", 10_000)], 0);
+        claims.hold([claimed(b, "1", 30_000)], 10_001);
         let left = claims.take_all();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].delivery_id, b);
@@ -149,15 +234,15 @@ mod tests {
     fn a_renewed_claim_stays_live_and_an_unrenewed_one_does_not() {
         let claims = HeldClaims::default();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let ca = Claimed {
+        let ca = ClaimRef {
             shard: 0,
             ..claimed(a, "1", 8_000)
         };
-        let cb = Claimed {
+        let cb = ClaimRef {
             shard: 5,
             ..claimed(b, "1", 8_000)
         };
-        claims.hold([&ca, &cb], 0);
+        claims.hold([ca.clone(), cb.clone()], 0);
         assert!(claims.is_live(&ca, 0, 4_000));
         let shards = claims.by_shard();
         assert_eq!(shards.len(), 2);
@@ -176,5 +261,52 @@ mod tests {
         assert!(!claims.is_live(&claimed(a, "2", 8_000), 0, 0));
         claims.let_go(&ca);
         assert!(!claims.is_live(&ca, 0, 0));
+    }
+
+    fn message(kind: MessageKind, id: Uuid, token: &str, lease_until_ms: i64) -> MessageRef {
+        MessageRef {
+            shard: 2,
+            kind,
+            id,
+            token: token.into(),
+            lease_until_ms,
+        }
+    }
+
+    #[test]
+    fn digests_and_notices_are_held_renewed_and_let_go_by_kind_id_and_token() {
+        let held = HeldMessages::default();
+        let id = Uuid::now_v7();
+        // A digest and a notice may share an id: they are different claims.
+        let digest = message(MessageKind::Digest, id, "7", 2_000);
+        let notice = message(MessageKind::Notice, id, "1", 2_000);
+        held.hold([digest.clone(), notice.clone()], 0);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held.by_shard()[&2].len(), 2);
+        // Renewed at 1.5 s (a quarter lease late, say): both live at 2.5 s
+        // with half a lease left, where the claimed deadline had passed.
+        held.renewed(
+            &[
+                ((MessageKind::Digest, id), "7".into()),
+                ((MessageKind::Notice, id), "1".into()),
+            ],
+            3_500,
+        );
+        assert!(held.is_live(&digest, 2_500, 1_000));
+        assert!(held.is_live(&notice, 2_500, 1_000));
+        // A renewal of an older claim of the digest changes nothing.
+        held.renewed(&[((MessageKind::Digest, id), "6".into())], 9_000);
+        assert!(!held.is_live(&digest, 3_000, 1_000));
+        // Nor is an older or newer claim of it live, nor let go of.
+        assert!(!held.is_live(&message(MessageKind::Digest, id, "8", 9_000), 0, 0));
+        held.let_go(&message(MessageKind::Digest, id, "6", 2_000));
+        assert_eq!(held.len(), 2);
+        // Finished: no longer renewed (nor live).
+        held.let_go(&digest);
+        assert!(!held.is_live(&digest, 0, 0));
+        assert!(held.is_live(&notice, 0, 0));
+        let left = held.take_all();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].kind, MessageKind::Notice);
     }
 }

@@ -21,7 +21,7 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use super::breaker::BreakerConfig;
-use super::claims::HeldClaims;
+use super::claims::{HeldClaims, HeldMessages};
 use super::decision::FollowUpConfig;
 use super::janitor::Janitor;
 use super::registry::{Registry, RegistryListener};
@@ -33,17 +33,10 @@ use crate::email::notifier::{self, Close, EmailNotifier};
 use crate::email::Mailer;
 use crate::metrics as m;
 use crate::settings::Settings;
-use crate::store::{Attempt, Claimed, LeaseMs, Store, StoreError};
+use crate::store::{Attempt, Claimed, LeaseMs, MessageRef, Store, StoreError};
 
 /// The email notifier as the engine runs it.
 pub type Notifier = EmailNotifier<EngineCtx>;
-
-/// How long a digest or an operational email is leased when one send may
-/// take `timeout_ms`: the send, twice that for waiting for a connection,
-/// and a margin (these leases are not renewed).
-pub fn lease_ms(timeout_ms: u64) -> i64 {
-    i64::try_from(timeout_ms.saturating_mul(3).saturating_add(2_000)).unwrap_or(i64::MAX)
-}
 
 /// The engine's tuning, from configuration.
 #[derive(Debug, Clone)]
@@ -56,8 +49,9 @@ pub struct EngineConfig {
     /// both channels); the process renews it every [`Self::renew_every`]
     /// while it holds the claim. Past it the delivery is claimed again.
     pub lease: LeaseMs,
-    /// How long a digest or an operational email is leased (three times
-    /// `smtp.timeout_ms` plus 2 s; not renewed).
+    /// How long a digest's or an operational email's claim is leased: the
+    /// email lease (`delivery.lease_secs`), renewed the same way while the
+    /// message is written and sent.
     pub message_lease_ms: i64,
     /// Most deliveries claimed per shard per round.
     pub batch: usize,
@@ -131,7 +125,7 @@ impl EngineConfig {
                 webhook: d.lease_secs.get().saturating_mul(1_000) as i64,
                 email: d.lease_secs.get().saturating_mul(1_000) as i64,
             },
-            message_lease_ms: lease_ms(s.smtp.timeout_ms.as_millis()),
+            message_lease_ms: d.lease_secs.get().saturating_mul(1_000) as i64,
             batch: d.claim_batch.get(),
             max_in_flight: d.max_in_flight.get(),
             endpoint_concurrency: d.endpoint_concurrency.get(),
@@ -179,6 +173,9 @@ pub struct EngineCtx {
     pub claiming: tokio::sync::Mutex<()>,
     /// Every claim of this process not yet finished.
     pub claims: HeldClaims,
+    /// Every digest and notice the email notifier claimed and still works
+    /// on, renewed with the deliveries' claims.
+    pub messages: HeldMessages,
     /// How often the scheduler was restarted by its supervisor.
     pub scheduler_restarts: AtomicUsize,
     /// The time the engine runs on.
@@ -270,6 +267,19 @@ impl notifier::Owner for EngineCtx {
         self.cfg.message_lease_ms
     }
 
+    fn hold_message(&self, claim: MessageRef) {
+        self.messages.hold([claim], self.now_ms());
+    }
+
+    fn message_live(&self, claim: &MessageRef) -> bool {
+        self.messages
+            .is_live(claim, self.now_ms(), self.cfg.message_lease_ms / 2)
+    }
+
+    fn let_go_message(&self, claim: &MessageRef) {
+        self.messages.let_go(claim);
+    }
+
     fn claim_live(&self, claimed: &Claimed) -> bool {
         self.claims
             .is_live(claimed, self.now_ms(), self.cfg.lease.email / 2)
@@ -319,10 +329,11 @@ impl notifier::Owner for EngineCtx {
     }
 }
 
-/// Renews the lease of every claim this process holds, every quarter of the
-/// lease, for as long as the engine's thread runs: a send that takes longer
-/// than the lease keeps its claim, and a process that dies stops renewing,
-/// so its claims return to the schedule within one lease.
+/// Renews the lease of every claim this process holds (deliveries, and the
+/// notifier's digests and notices), every quarter of the lease, for as long
+/// as the engine's thread runs: a send that takes longer than the lease
+/// keeps its claim, and a process that dies stops renewing, so its claims
+/// return to the schedule within one lease.
 async fn renew_claims(ctx: Arc<EngineCtx>) {
     let mut tick = tokio::time::interval(ctx.cfg.renew_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,6 +345,15 @@ async fn renew_claims(ctx: Arc<EngineCtx>) {
                 Ok(renewed) => ctx.claims.renewed(&renewed, until),
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "could not renew leases; their deliveries may be claimed again")
+                }
+            }
+        }
+        for (shard, claims) in ctx.messages.by_shard() {
+            let until = ctx.now_ms() + ctx.cfg.message_lease_ms;
+            match ctx.store.renew_messages(shard, &claims, until).await {
+                Ok(renewed) => ctx.messages.renewed(&renewed, until),
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "could not renew leases; their digests and notices may be claimed again")
                 }
             }
         }
@@ -414,6 +434,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             claiming: tokio::sync::Mutex::new(()),
             claims: HeldClaims::default(),
+            messages: HeldMessages::default(),
             scheduler_restarts: AtomicUsize::new(0),
             clock,
             deliverers: AtomicUsize::new(0),
@@ -521,7 +542,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deliveries_are_leased_for_lease_secs_and_messages_for_their_timeout() {
+    fn deliveries_digests_and_notices_are_all_leased_for_lease_secs() {
         let mut s = Settings::load_from(
             &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
             "test",
@@ -539,17 +560,16 @@ mod tests {
             }
         );
         assert_eq!(cfg.renew_every(), Duration::from_secs(2));
-        assert_eq!(cfg.message_lease_ms, 92_000);
+        // Renewed like the deliveries' (not three times the SMTP timeout
+        // plus 2 s, 92 s here, as when these leases were not renewed).
+        assert_eq!(cfg.message_lease_ms, 8_000);
+        s.delivery.lease_secs = 2.try_into().unwrap();
+        let cfg = EngineConfig::from_settings(&s);
+        assert_eq!(cfg.message_lease_ms, 2_000);
+        assert_eq!(cfg.renew_every(), Duration::from_millis(500));
         // A slow SMTP server does not lengthen the time a webhook may wait
         // in its endpoint's queue.
         assert_eq!(cfg.queue_budget_ms(), 2_000.0);
-    }
-
-    #[test]
-    fn a_lease_covers_a_send_twice_its_wait_and_a_margin() {
-        assert_eq!(lease_ms(0), 2_000);
-        assert_eq!(lease_ms(10_000), 32_000);
-        assert_eq!(lease_ms(u64::MAX), i64::MAX);
     }
 
     #[test]

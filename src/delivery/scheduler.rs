@@ -215,7 +215,7 @@ async fn claim_round(c: Arc<EngineCtx>, panic: bool) -> Result<Round, StoreError
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
-    c.claims.hold(&claimed, now);
+    c.claims.hold(claimed.iter().map(Claimed::claim_ref), now);
     c.in_flight.fetch_add(claimed.len(), Ordering::SeqCst);
     drop(guard);
     if claimed.is_empty() {

@@ -25,8 +25,6 @@ use transport::{SmtpConfig, SmtpVerdict};
 pub struct Mailer {
     pub transport: AsyncSmtpTransport<Tokio1Executor>,
     pub composer: Composer,
-    /// One message's deadline.
-    pub timeout: Duration,
     /// Most messages in flight (the SMTP pool's size).
     pub max_connections: usize,
     pub digest_latest: usize,
@@ -41,7 +39,6 @@ impl Mailer {
         Ok(Self {
             transport: smtp.transport()?,
             composer: Composer::from_settings(s)?,
-            timeout: smtp.timeout,
             max_connections: smtp.max_connections as usize,
             digest_latest: s.email.digest_latest.get(),
             digest_max_events: s.email.digest_max_events.get(),

@@ -6,9 +6,12 @@
 //! - digests, claimed from Redis when their period ends;
 //! - operational notices from the outbox, to the account's contact.
 //!
-//! Every claim is an atomic script with a lease, so with several replicas a
-//! digest or a notice is sent by one of them; if that one dies mid-send, the
-//! lease runs out and another sends it.
+//! Every claim is an atomic script with a short lease and a fencing token,
+//! so with several replicas a digest or a notice is sent by one of them. The
+//! owner renews the lease of every digest and notice claim held here (see
+//! [`Owner::hold_message`]) while its message is written and sent, however
+//! long that takes; if the replica dies mid-send, its renewals stop, the
+//! lease runs out and another replica sends it.
 //!
 //! The notifier knows nothing of the engine that runs it: it is given
 //! [`EmailJob`]s and reaches its owner (the clock, the settings it needs,
@@ -39,7 +42,7 @@ use crate::domain::delivery::Outcome;
 use crate::domain::event::format_ms;
 use crate::domain::subscription::{Channel, Digest, Subscription};
 use crate::metrics as m;
-use crate::store::{Attempt, Claimed, ClaimedDigest, ClaimedNotice, Store, StoreError};
+use crate::store::{Attempt, Claimed, ClaimedDigest, ClaimedNotice, MessageRef, Store, StoreError};
 
 /// Most digests or notices claimed per shard per poll.
 const CLAIM_MAX: usize = 16;
@@ -61,8 +64,21 @@ pub trait Owner: 'static {
     /// The store digests and notices are claimed from and recorded in.
     fn store(&self) -> &Store;
 
-    /// How long a digest or notice claim is held, ms (not renewed).
+    /// How long a digest or notice claim is leased, ms; the owner renews
+    /// the lease of every claim held with [`Owner::hold_message`].
     fn lease_ms(&self) -> i64;
+
+    /// A digest or notice was claimed: its lease is renewed from now on,
+    /// until [`Owner::let_go_message`].
+    fn hold_message(&self, claim: MessageRef);
+
+    /// Whether a held digest or notice claim is still this process's, its
+    /// renewals keeping up: a message may start on it.
+    fn message_live(&self, claim: &MessageRef) -> bool;
+
+    /// The digest or notice is done with (its outcome recorded, handed
+    /// back, or abandoned to its lease): renew it no more.
+    fn let_go_message(&self, claim: &MessageRef);
 
     /// Whether a claimed delivery's lease (renewed by the owner while the
     /// claim is held) still leaves room to start a message.
@@ -191,8 +207,8 @@ impl<O: Owner> EmailNotifier<O> {
         let fut = async move {
             let now = c.now_ms();
             let lease = c.lease_ms();
-            // Claim no more than can start now: a claim waiting for a
-            // connection would spend its lease.
+            // Claim no more than can start now: another replica may have a
+            // connection free.
             let mut budget = slots.available_permits();
             if budget == 0 {
                 return;
@@ -214,12 +230,14 @@ impl<O: Owner> EmailNotifier<O> {
                         Ok(list) => {
                             budget = budget.saturating_sub(list.len());
                             for n in list {
+                                let held = HeldMessage::new(c.clone(), n.claim_ref());
                                 actix::spawn(send_notice(
                                     c.clone(),
                                     mailer.clone(),
                                     slots.clone(),
                                     phase.clone(),
                                     n,
+                                    held,
                                 ));
                             }
                         }
@@ -239,12 +257,14 @@ impl<O: Owner> EmailNotifier<O> {
                         Ok(list) => {
                             budget = budget.saturating_sub(list.len());
                             for d in list {
+                                let held = HeldMessage::new(c.clone(), d.claim_ref());
                                 actix::spawn(send_digest(
                                     c.clone(),
                                     mailer.clone(),
                                     slots.clone(),
                                     phase.clone(),
                                     d,
+                                    held,
                                 ));
                             }
                         }
@@ -343,11 +363,31 @@ impl<O: Owner> Handler<Close> for EmailNotifier<O> {
     }
 }
 
-/// Whether a message whose lease runs out at `lease_until_ms` may still
-/// start: its lease must cover a whole send, or another replica may claim
-/// and send it too.
-fn lease_covers(c: &impl Owner, mailer: &Mailer, lease_until_ms: i64) -> bool {
-    lease_until_ms - c.now_ms() >= mailer.timeout.as_millis() as i64 + 1_000
+/// A digest or notice claim, held by the owner (so its lease is renewed)
+/// for as long as this lives: whichever way its send ends (recorded, handed
+/// back, abandoned, or the task dropped), it is let go.
+struct HeldMessage<O: Owner> {
+    owner: Arc<O>,
+    claim: MessageRef,
+}
+
+impl<O: Owner> HeldMessage<O> {
+    fn new(owner: Arc<O>, claim: MessageRef) -> Self {
+        owner.hold_message(claim.clone());
+        Self { owner, claim }
+    }
+
+    /// Whether the message may start: the claim is still held and renewed.
+    /// Without that, another replica may claim it and send it too.
+    fn live(&self) -> bool {
+        self.owner.message_live(&self.claim)
+    }
+}
+
+impl<O: Owner> Drop for HeldMessage<O> {
+    fn drop(&mut self) {
+        self.owner.let_go_message(&self.claim);
+    }
 }
 
 /// A connection slot, or `None` once the notifier drains: then nothing new
@@ -515,6 +555,7 @@ async fn send_digest<O: Owner>(
     slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
     d: ClaimedDigest,
+    held: HeldMessage<O>,
 ) {
     let sub = c.subscription(d.shard, &d.subscription_id).await;
     let (outcome, attempt) = match sub {
@@ -583,8 +624,9 @@ async fn send_digest<O: Owner>(
                     let Some(_slot) = slot(&slots, &mut phase).await else {
                         return hand_back_digest(&*c, &d).await;
                     };
-                    if !lease_covers(&*c, &mailer, d.lease_until_ms) {
-                        // Claimed again when the lease runs out.
+                    if !held.live() {
+                        // Renewals did not keep up: claimed again when the
+                        // lease runs out.
                         return;
                     }
                     let send = attempt(&*c, &mailer, "digest", message, d.attempts);
@@ -603,6 +645,7 @@ async fn send_digest<O: Owner>(
     {
         tracing::warn!(subscription = %d.subscription_id, error = %e, "could not record a digest outcome");
     }
+    drop(held);
 }
 
 /// A digest not sent because the notifier is shutting down: due again now,
@@ -628,12 +671,13 @@ async fn send_notice<O: Owner>(
     slots: Arc<Semaphore>,
     mut phase: watch::Receiver<Phase>,
     n: ClaimedNotice,
+    held: HeldMessage<O>,
 ) {
     let id: Uuid = n.notice.id;
     let account = match c.store().get_account(&n.notice.account_id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            let _ = c.store().notice_done(n.shard, &id, None).await;
+            let _ = c.store().notice_done(n.shard, &id, &n.token, None).await;
             return;
         }
         Err(e) => {
@@ -648,15 +692,15 @@ async fn send_notice<O: Owner>(
         Ok(m) => m,
         Err(e) => {
             tracing::error!(notice = %id, error = %e, "notice could not be written; dropped");
-            let _ = c.store().notice_done(n.shard, &id, None).await;
+            let _ = c.store().notice_done(n.shard, &id, &n.token, None).await;
             return;
         }
     };
     let Some(slot) = slot(&slots, &mut phase).await else {
         return hand_back_notice(&*c, &n).await;
     };
-    if !lease_covers(&*c, &mailer, n.lease_until_ms) {
-        return; // claimed again when the lease runs out
+    if !held.live() {
+        return; // renewals did not keep up: claimed again when the lease runs out
     }
     let Some((r, _, _)) = unless_closed(&mut phase, send_timed(&mailer, message)).await else {
         return hand_back_notice(&*c, &n).await;
@@ -678,7 +722,18 @@ async fn send_notice<O: Owner>(
             None
         }
     };
-    if let Err(e) = c.store().notice_done(n.shard, &id, retry_at).await {
-        tracing::warn!(notice = %id, error = %e, "could not record a notice's outcome");
+    match c
+        .store()
+        .notice_done(n.shard, &id, &n.token, retry_at)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(notice = %id, "a notice's claim was superseded while it was sent; its outcome was not recorded")
+        }
+        Err(e) => {
+            tracing::warn!(notice = %id, error = %e, "could not record a notice's outcome")
+        }
     }
+    drop(held);
 }

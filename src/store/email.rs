@@ -11,12 +11,28 @@ use crate::domain::notice::Notice;
 #[derive(Debug, Clone)]
 pub struct ClaimedNotice {
     pub shard: u16,
-    /// When the claim's lease runs out, ms (the notice's score in the
-    /// outbox while it is claimed).
+    /// When the claim's lease runs out as claimed, ms (the notice's score in
+    /// the outbox while it is claimed; renewals push it on).
     pub lease_until_ms: i64,
+    /// Fencing token: only the latest claim may renew, hand back or finish
+    /// the notice.
+    pub token: String,
     pub notice: Notice,
     /// Attempts including this one.
     pub attempts: u32,
+}
+
+impl ClaimedNotice {
+    /// What identifies the claim, to renew it.
+    pub fn claim_ref(&self) -> MessageRef {
+        MessageRef {
+            shard: self.shard,
+            kind: MessageKind::Notice,
+            id: self.notice.id,
+            token: self.token.clone(),
+            lease_until_ms: self.lease_until_ms,
+        }
+    }
 }
 
 /// A digest claimed for sending.
@@ -37,6 +53,41 @@ pub struct ClaimedDigest {
     pub counts: Vec<(String, u64)>,
     /// The newest events: (event id, type, occurred ms), newest first.
     pub latest: Vec<(Uuid, String, i64)>,
+}
+
+impl ClaimedDigest {
+    /// What identifies the claim, to renew it.
+    pub fn claim_ref(&self) -> MessageRef {
+        MessageRef {
+            shard: self.shard,
+            kind: MessageKind::Digest,
+            id: self.subscription_id,
+            token: self.token.clone(),
+            lease_until_ms: self.lease_until_ms,
+        }
+    }
+}
+
+/// What an email message claim holds: a digest (of a subscription) or an
+/// operational notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    Digest,
+    Notice,
+}
+
+/// A digest or notice claim without its message: enough to renew it, like
+/// [`super::ClaimRef`] for a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub shard: u16,
+    pub kind: MessageKind,
+    /// The digest's subscription, or the notice.
+    pub id: Uuid,
+    /// The claim's fencing token.
+    pub token: String,
+    /// When the claim's lease runs out, ms.
+    pub lease_until_ms: i64,
 }
 
 /// How long a "this was reported" marker is kept.
@@ -106,7 +157,8 @@ impl Store {
         Ok(recorded == 1)
     }
 
-    /// Claims up to `max` due notices of `shard` for `lease_ms`.
+    /// Claims up to `max` due notices of `shard` for `lease_ms` (renewed
+    /// with [`Store::renew_messages`] while they are sent).
     pub async fn claim_notices(
         &self,
         shard: u16,
@@ -124,18 +176,19 @@ impl Store {
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
         let mut out = Vec::new();
-        for c in flat.chunks_exact(3) {
+        for c in flat.chunks_exact(4) {
             match serde_json::from_str::<Notice>(&c[1]) {
                 Ok(notice) => out.push(ClaimedNotice {
                     shard,
                     lease_until_ms: now_ms + lease_ms,
+                    token: c[3].clone(),
                     notice,
                     attempts: c[2].parse().unwrap_or(1),
                 }),
                 Err(e) => {
                     tracing::error!(notice = %c[0], error = %e, "unreadable notice dropped");
                     if let Ok(id) = Uuid::parse_str(&c[0]) {
-                        if let Err(e) = self.notice_done(shard, &id, None).await {
+                        if let Err(e) = self.notice_done(shard, &id, &c[3], None).await {
                             tracing::warn!(notice = %id, error = %e, "could not drop a notice");
                         }
                     }
@@ -145,29 +198,70 @@ impl Store {
         Ok(out)
     }
 
-    /// Ends a claimed notice (`retry_at` None: sent or refused for good) or
-    /// makes it due again at `retry_at`.
+    /// Ends a notice claimed under `token` (`retry_at` None: sent or
+    /// refused for good) or makes it due again at `retry_at`. False when
+    /// the claim was superseded: nothing changed.
     pub async fn notice_done(
         &self,
         shard: u16,
         id: &Uuid,
+        token: &str,
         retry_at: Option<i64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inv = self.scripts.outbox_done.key(self.keys.outbox(shard));
         inv.arg(self.keys.shard_base(shard))
             .arg(id.to_string())
+            .arg(token)
             .arg(if retry_at.is_some() { "retry" } else { "done" })
             .arg(retry_at.unwrap_or(0));
         let mut conn = self.conn();
-        let _: String = self
+        let reply: String = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;
-        Ok(())
+        Ok(reply == "ok")
+    }
+
+    /// Renews the leases of digest and notice claims (all of `shard`) to
+    /// `until_ms`; returns those renewed ((kind, id), token): the others
+    /// were finished, handed back or superseded meanwhile.
+    pub async fn renew_messages(
+        &self,
+        shard: u16,
+        claims: &[MessageRef],
+        until_ms: i64,
+    ) -> Result<Vec<((MessageKind, Uuid), String)>, StoreError> {
+        let mut renewed = Vec::new();
+        for kind in [MessageKind::Digest, MessageKind::Notice] {
+            let of_kind: Vec<&MessageRef> = claims.iter().filter(|c| c.kind == kind).collect();
+            for chunk in of_kind.chunks(500) {
+                let mut inv = match kind {
+                    MessageKind::Digest => self
+                        .scripts
+                        .digest_renew
+                        .key(self.keys.digests_sending(shard)),
+                    MessageKind::Notice => self.scripts.outbox_renew.key(self.keys.outbox(shard)),
+                };
+                inv.arg(self.keys.shard_base(shard)).arg(until_ms);
+                for c in chunk {
+                    inv.arg(c.id.to_string()).arg(&c.token);
+                }
+                let mut conn = self.conn();
+                let ids: Vec<String> = self
+                    .run(async move { inv.invoke_async(&mut conn).await })
+                    .await?;
+                renewed.extend(ids.iter().filter_map(|id| {
+                    let id = Uuid::parse_str(id).ok()?;
+                    let c = chunk.iter().find(|c| c.id == id)?;
+                    Some(((kind, id), c.token.clone()))
+                }));
+            }
+        }
+        Ok(renewed)
     }
 
     /// Hands a claimed notice back unsent: due at `now_ms`, its claim's
-    /// attempt not counted. False when the notice is no longer under this
-    /// claim's lease.
+    /// attempt not counted, the claim fenced off. False when the claim was
+    /// superseded or finished.
     pub async fn release_notice(
         &self,
         claimed: &ClaimedNotice,
@@ -179,7 +273,7 @@ impl Store {
             .key(self.keys.outbox(claimed.shard));
         inv.arg(self.keys.shard_base(claimed.shard))
             .arg(claimed.notice.id.to_string())
-            .arg(claimed.lease_until_ms)
+            .arg(&claimed.token)
             .arg(now_ms);
         let mut conn = self.conn();
         let released: i64 = self
@@ -218,8 +312,9 @@ impl Store {
         Ok(reply == "ok")
     }
 
-    /// Claims up to `max` due digests of `shard` for `lease_ms`, each with
-    /// its `latest` newest events.
+    /// Claims up to `max` due digests of `shard` for `lease_ms` (renewed
+    /// with [`Store::renew_messages`] while they are sent), each with its
+    /// `latest` newest events.
     pub async fn claim_digests(
         &self,
         shard: u16,

@@ -33,8 +33,8 @@
 //! | `<p>:{sN}:sub-dlv:<subscription>` | zset | the subscription's deliveries, score = creation ms |
 //! | `<p>:{sN}:sub-dlv:<subscription>:failed` | zset | the same, failed ones only |
 //! | `<p>:{sN}:notices:<account>` | list | operational notices (endpoint disabled, …), JSON, newest first |
-//! | `<p>:{sN}:notice:<notice>` | hash | `data` (notice JSON), `attempts`: an operational email not yet sent |
-//! | `<p>:{sN}:outbox` | zset | notices to email, score = due ms (pushed back by a lease while sending) |
+//! | `<p>:{sN}:notice:<notice>` | hash | `data` (notice JSON), `attempts`, `claim` (the latest claim's fencing token): an operational email not yet sent |
+//! | `<p>:{sN}:outbox` | zset | notices to email, score = due ms (the lease deadline while one is sent, renewed by its sender) |
 //! | `<p>:{sN}:reported:<account>:<what>` | string | the value last reported (e.g. since when an endpoint fails), so a condition is emailed once |
 //! | `<p>:{sN}:digest:<subscription>` | list | delivery ids held for the subscription's next digest |
 //! | `<p>:{sN}:digest:<subscription>:counts` | hash | event type → count in the next digest |
@@ -515,7 +515,7 @@ mod tests {
     }
 
     /// Every script, for the layout check below.
-    const SCRIPTS: [&str; 25] = [
+    const SCRIPTS: [&str; 27] = [
         include_str!("lua/claim.lua"),
         include_str!("lua/expire_events.lua"),
         include_str!("lua/common.lua"),
@@ -523,6 +523,7 @@ mod tests {
         include_str!("lua/digest_finish.lua"),
         include_str!("lua/digest_hold.lua"),
         include_str!("lua/digest_release.lua"),
+        include_str!("lua/digest_renew.lua"),
         include_str!("lua/endpoint.lua"),
         include_str!("lua/endpoint_probe.lua"),
         include_str!("lua/endpoint_record.lua"),
@@ -532,6 +533,7 @@ mod tests {
         include_str!("lua/outbox_claim.lua"),
         include_str!("lua/outbox_done.lua"),
         include_str!("lua/outbox_release.lua"),
+        include_str!("lua/outbox_renew.lua"),
         include_str!("lua/page.lua"),
         include_str!("lua/put_subscription.lua"),
         include_str!("lua/rate.lua"),

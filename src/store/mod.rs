@@ -34,7 +34,7 @@ pub use dashboard::ShardQueues;
 pub use deliveries::{
     Attempt, ClaimRef, Claimed, DeliveryFilter, DeliveryRecord, LeaseMs, Replayed, Requeued,
 };
-pub use email::{ClaimedDigest, ClaimedNotice};
+pub use email::{ClaimedDigest, ClaimedNotice, MessageKind, MessageRef};
 pub use endpoints::{EndpointState, ENDPOINT_TTL_MS};
 pub use events::{EventFilter, EventRecord, IngestOutcome};
 pub use keys::Keys;

@@ -37,6 +37,7 @@ pub(super) struct Scripts {
     pub outbox_claim: Script,
     pub outbox_done: Script,
     pub outbox_release: Script,
+    pub outbox_renew: Script,
     pub digest_hold: Script,
     pub digest_claim: Script,
     pub digest_finish: Script,
@@ -44,6 +45,7 @@ pub(super) struct Scripts {
     pub endpoint_probe: Script,
     pub rate: Script,
     pub digest_release: Script,
+    pub digest_renew: Script,
     pub expire_events: Script,
 }
 
@@ -75,6 +77,7 @@ impl Scripts {
             outbox_claim: plain(include_str!("lua/outbox_claim.lua")),
             outbox_done: plain(include_str!("lua/outbox_done.lua")),
             outbox_release: plain(include_str!("lua/outbox_release.lua")),
+            outbox_renew: plain(include_str!("lua/outbox_renew.lua")),
             digest_hold: plain(include_str!("lua/digest_hold.lua")),
             digest_claim: plain(include_str!("lua/digest_claim.lua")),
             digest_finish: with_common(include_str!("lua/digest_finish.lua")),
@@ -82,6 +85,7 @@ impl Scripts {
             endpoint_probe: endpoint(include_str!("lua/endpoint_probe.lua")),
             rate: plain(include_str!("lua/rate.lua")),
             digest_release: plain(include_str!("lua/digest_release.lua")),
+            digest_renew: plain(include_str!("lua/digest_renew.lua")),
             expire_events: plain(include_str!("lua/expire_events.lua")),
         }
     }

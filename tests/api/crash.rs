@@ -13,7 +13,7 @@ use courier::store::Keys;
 use crate::helpers::{redis_url, ADMIN_KEY};
 use crate::process::{create_account, Courier};
 use crate::receiver::{Receiver, Reply};
-use crate::smtp::SmtpServer;
+use crate::smtp::{SilentServer, SmtpServer};
 
 /// Subscribes the account of `key` to every event type through `channel`.
 pub(crate) async fn subscribe(c: &Courier, key: &str, channel: Value) {
@@ -140,6 +140,54 @@ fn queues(prefix: &str) -> Queues {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Waits until an event ingested for a digest subscription of `shard` is
+/// held in the subscription's open digest, then ends the digest's period
+/// now; returns the subscription id.
+async fn digest_due_now(data: &mut Data, shard: u16) -> String {
+    let digests = data.keys.digests(shard);
+    let until = Instant::now() + Duration::from_secs(20);
+    let sub = loop {
+        if let Some(sub) = data.scored(&digests).into_keys().next() {
+            break sub;
+        }
+        assert!(
+            Instant::now() < until,
+            "the event was not held for a digest"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&digests)
+        .arg(0)
+        .arg(&sub)
+        .query(&mut data.conn)
+        .unwrap();
+    sub
+}
+
+/// Waits until the digest of `sub` and a notice of `shard` are both
+/// claimed (pushed back by their leases while they are sent); returns the
+/// notice's id.
+async fn digest_and_notice_claimed(data: &mut Data, shard: u16, sub: &str) -> String {
+    let (outbox, sending) = (data.keys.outbox(shard), data.keys.digests_sending(shard));
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = now_ms();
+        let notices = data.scored(&outbox);
+        let digest_due = data.scored(&sending).get(sub).copied();
+        if let (Some((notice, due)), Some(digest_due)) = (notices.into_iter().next(), digest_due) {
+            if due > now && digest_due > now {
+                return notice;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the digest and the notice were not claimed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until every event reached `path`; checks that duplicates, if any,
@@ -326,46 +374,14 @@ async fn sigterm_returns_digests_and_notices_being_emailed_due_now() {
     let mut data = Data::of(&prefix);
     let account_id = uuid::Uuid::parse_str(&account).unwrap();
     let shard = data.keys.shard_of(&account_id);
-    let digests = data.keys.digests(shard);
     // The event waits in the subscription's open digest; its period ends now.
-    let until = Instant::now() + Duration::from_secs(20);
-    let sub = loop {
-        if let Some(sub) = data.scored(&digests).into_keys().next() {
-            break sub;
-        }
-        assert!(
-            Instant::now() < until,
-            "the event was not held for a digest"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    };
-    let _: i64 = redis::cmd("ZADD")
-        .arg(&digests)
-        .arg(0)
-        .arg(&sub)
-        .query(&mut data.conn)
-        .unwrap();
+    let sub = digest_due_now(&mut data, shard).await;
     // And a notice: the API key rotated.
     let rotated = first.post("/v1/api-keys/rotate", &key, &json!({})).await;
     assert!(rotated["api_key"].is_string(), "{rotated}");
     // Both claimed: pushed back by their leases while they are sent.
     let (outbox, sending) = (data.keys.outbox(shard), data.keys.digests_sending(shard));
-    let until = Instant::now() + Duration::from_secs(20);
-    let notice = loop {
-        let now = now_ms();
-        let notices = data.scored(&outbox);
-        let digest_due = data.scored(&sending).get(&sub).copied();
-        if let (Some((notice, due)), Some(digest_due)) = (notices.into_iter().next(), digest_due) {
-            if due > now && digest_due > now {
-                break notice;
-            }
-        }
-        assert!(
-            Instant::now() < until,
-            "the digest and the notice were not claimed"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    };
+    let notice = digest_and_notice_claimed(&mut data, shard, &sub).await;
 
     let exit = first.terminate().await;
     let exited_ms = now_ms();
@@ -456,6 +472,137 @@ async fn a_send_longer_than_the_lease_keeps_its_claim_on_a_live_replica() {
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
     let (requests, duplicates) = all_delivered(&rx, "/long", &events, Duration::from_secs(1)).await;
     assert_eq!((requests, duplicates), (3, 0), "each sent exactly once");
+    a.stop().await;
+    b.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+}
+
+#[actix_web::test]
+async fn a_killed_replicas_digest_and_notice_are_sent_by_another_within_one_lease() {
+    // Leases of 2 s and a 30 s SMTP timeout (the fixed, unrenewed lease of
+    // earlier versions, 3 × the timeout + 2 s, held them for 92 s). The
+    // first replica's SMTP server accepts and never answers: its digest and
+    // its notice are in flight when it is SIGKILLed.
+    let silent = SilentServer::start();
+    let smtp = SmtpServer::start();
+    let (silent_url, smtp_url) = (silent.url(), smtp.url());
+    let lease = ("COURIER__DELIVERY__LEASE_SECS", "2");
+    let timeout = ("COURIER__SMTP__TIMEOUT_MS", "30000");
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let mut first = Courier::start_with(
+        &prefix,
+        &[lease, timeout, ("COURIER__SMTP__URL", &silent_url)],
+    )
+    .await;
+    let (account, key) = create_account(&first, "ops@acme.example").await;
+    subscribe(
+        &first,
+        &key,
+        json!({"type": "email", "address": "digest@acme.example", "digest": "hourly"}),
+    )
+    .await;
+    ingest(&first, &account, 1).await;
+    let mut data = Data::of(&prefix);
+    let shard = data
+        .keys
+        .shard_of(&uuid::Uuid::parse_str(&account).unwrap());
+    let sub = digest_due_now(&mut data, shard).await;
+    let rotated = first.post("/v1/api-keys/rotate", &key, &json!({})).await;
+    assert!(rotated["api_key"].is_string(), "{rotated}");
+    digest_and_notice_claimed(&mut data, shard, &sub).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while silent.accepted() < 2 {
+        assert!(Instant::now() < until, "the two messages were not sent");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A second replica, whose SMTP server answers. While the first one
+    // lives, its renewals keep both claims, longer than a lease.
+    let second = Courier::start_with(
+        &prefix,
+        &[lease, timeout, ("COURIER__SMTP__URL", &smtp_url)],
+    )
+    .await;
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "sent by the second replica while the first one held them"
+    );
+
+    first.kill();
+    let killed = Instant::now();
+    let mut arrived: HashMap<String, Duration> = HashMap::new();
+    while arrived.len() < 2 && killed.elapsed() < Duration::from_secs(20) {
+        for m in smtp.messages() {
+            arrived.entry(m.to).or_insert_with(|| killed.elapsed());
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (digest, notice) = (
+        arrived.get("digest@acme.example").copied(),
+        arrived.get("ops@acme.example").copied(),
+    );
+    println!(
+        "email lease test: after SIGKILL the digest arrived after {digest:?}, the notice after {notice:?} (lease 2 s, SMTP timeout 30 s)"
+    );
+    for (what, took) in [("digest", digest), ("notice", notice)] {
+        assert!(
+            took.is_some_and(|t| t < Duration::from_secs(5)),
+            "the dead replica's {what} came back only after {took:?}"
+        );
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(smtp.messages().len(), 2, "each sent once");
+    second.stop().await;
+    crate::helpers::cleanup_prefix(&prefix);
+}
+
+#[actix_web::test]
+async fn a_digest_and_a_notice_sent_longer_than_the_lease_go_out_once_from_live_replicas() {
+    // A 2 s lease and an SMTP server that takes 5 s to accept each message:
+    // only renewals keep the other replica from claiming (and sending) them
+    // again.
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let settings = [
+        ("COURIER__DELIVERY__LEASE_SECS", "2"),
+        ("COURIER__SMTP__TIMEOUT_MS", "15000"),
+        ("COURIER__SMTP__URL", url.as_str()),
+    ];
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let a = Courier::start_with(&prefix, &settings).await;
+    let b = Courier::start_with(&prefix, &settings).await;
+    let (account, key) = create_account(&a, "late-ops@acme.example").await;
+    subscribe(
+        &a,
+        &key,
+        json!({"type": "email", "address": "late-digest@acme.example", "digest": "hourly"}),
+    )
+    .await;
+    ingest(&a, &account, 1).await;
+    let mut data = Data::of(&prefix);
+    let shard = data
+        .keys
+        .shard_of(&uuid::Uuid::parse_str(&account).unwrap());
+    digest_due_now(&mut data, shard).await;
+    let rotated = b.post("/v1/api-keys/rotate", &key, &json!({})).await;
+    assert!(rotated["api_key"].is_string(), "{rotated}");
+    let started = Instant::now();
+    let sent = smtp.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(sent.len(), 2, "the digest and the notice were not sent");
+    println!(
+        "long send test: both messages arrived {:?} after they were due (5 s sends, lease 2 s)",
+        started.elapsed()
+    );
+    // A second claim, had a lease run out, would show within a lease plus
+    // its own 5 s send.
+    actix_web::rt::time::sleep(Duration::from_secs(8)).await;
+    let mut to: Vec<String> = smtp.messages().into_iter().map(|m| m.to).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["late-digest@acme.example", "late-ops@acme.example"],
+        "each sent exactly once"
+    );
     a.stop().await;
     b.stop().await;
     crate::helpers::cleanup_prefix(&prefix);

@@ -2,10 +2,16 @@
 //! free loopback port with the handler in `tests/smtp/`, writing every
 //! accepted message to a maildir of the test's own; recipients starting
 //! with `reject` get 550, with `busy` 451, with `slow` an answer only after
-//! a minute. Stopped when dropped.
+//! a minute, with `late` an acceptance after five seconds. Stopped when
+//! dropped. And [`SilentServer`]: a listener that accepts connections and
+//! never answers, so a message sent to it is in flight until the sender's
+//! timeout.
 
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
@@ -115,6 +121,61 @@ impl SmtpServer {
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Accepts SMTP connections on a free loopback port and never sends the
+/// greeting: whatever is sent to it stays in flight until the sender's
+/// timeout (or until the sender dies). Stopped when dropped.
+pub struct SilentServer {
+    pub port: u16,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SilentServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (accepted, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (count, stopped) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Held open, unanswered, until the server stops.
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        held.push(stream);
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Self {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

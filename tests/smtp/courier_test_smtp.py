@@ -1,8 +1,10 @@
 """The SMTP server of courier's tests: aiosmtpd's Mailbox handler (every
 accepted message becomes a file in a maildir), which refuses recipients
 whose local part starts with `reject` (550, permanent) or `busy` (451,
-temporary), so tests can see both kinds of SMTP failure, and holds
-recipients starting with `slow` for a minute (a message in flight).
+temporary), so tests can see both kinds of SMTP failure, holds
+recipients starting with `slow` for a minute (a message in flight), and
+those starting with `late` for five seconds before accepting them (a send
+longer than a short claim lease).
 
 Run: PYTHONPATH=tests/smtp python3 -m aiosmtpd -n -l 127.0.0.1:PORT \
        -c courier_test_smtp.Handler MAILDIR
@@ -22,5 +24,7 @@ class Handler(Mailbox):
             return "451 4.3.0 <%s>: try again later" % address
         if local.startswith("slow"):
             await asyncio.sleep(60)
+        if local.startswith("late"):
+            await asyncio.sleep(5)
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -1,7 +1,8 @@
 -- Claims digests of one shard that are due: those whose period ended
 -- (their events move to a `:sending` list, so new events start the next
 -- digest) and those being sent whose lease or retry time passed. A claim
--- raises the digest's token; only the latest claim may record the outcome.
+-- raises the digest's token; only the latest claim may renew (digest_renew.lua),
+-- hand back or record the outcome.
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
 -- ARGV     base, now_ms, lease_ms, most digests claimed, how many newest
 --          events to list, archive retention ms (the token outlives every

@@ -1,5 +1,6 @@
 -- Records the outcome of sending one digest on every delivery it holds: the
--- same attempt in each history, and the same status.
+-- same attempt in each history, and the same status. The token is raised:
+-- the claim is over, so a renewal still on its way cannot move a retry.
 -- KEYS[1]  the shard's schedule (declares the shard's slot)
 -- ARGV     base, subscription id, claim token, outcome ('success', 'retry',
 --          'fail'), now_ms, next due ms (retry), attempt JSON ('' for
@@ -54,4 +55,5 @@ else
   end
   redis.call('ZREM', base .. K.digest_sending, sub)
 end
+redis.call('INCR', list .. K.token)
 return 'ok'
