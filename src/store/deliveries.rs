@@ -30,6 +30,9 @@ pub struct Claimed {
     pub occurred_at_ms: i64,
     /// The event payload's JSON text.
     pub payload: String,
+    /// The delivery has a `next_attempt_at` of its own (it was retried,
+    /// postponed or handed back), which its outcome clears.
+    pub rescheduled: bool,
 }
 
 impl Claimed {

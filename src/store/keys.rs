@@ -27,8 +27,9 @@
 //! | `<p>:{sN}:sub:<subscription>` | hash | `data` (JSON record), `v` (version), `types`, `enabled` |
 //! | `<p>:{sN}:route:<account>:<type>` | set | enabled subscriptions of the account for a type (`*` = all) |
 //! | `<p>:{sN}:schedule` | zset | deliveries waiting, score = due time (ms) |
-//! | `<p>:{sN}:leases` | zset | deliveries in flight, score = lease deadline (ms) |
-//! | `<p>:{sN}:dlv:<delivery>` | hash | (deleted with its event; a replay of an event with an expiry gets the same) event_id, sub_id, account_id, event_type, status, attempts, claim, created_at, next_attempt_at, last_attempt_at, replay, error; the first attempt: `a1` (`at\|duration\|status\|next`), `a1r` (response), `a1e` (error) |
+//! | `<p>:{sN}:leases` | zset | deliveries in flight, member `<delivery>\|<claim token>` (earlier versions: the bare id), score = lease deadline (ms) |
+//! | `<p>:{sN}:claims` | string | the shard's claim counter: each claim batch takes the next value as its token |
+//! | `<p>:{sN}:dlv:<delivery>` | hash | (deleted with its event; a replay of an event with an expiry gets the same) event_id, sub_id, account_id, event_type, status, attempts, created_at, next_attempt_at, last_attempt_at, replay, error; the first attempt: `a1` (`at\|duration\|status\|next`), `a1r` (response), `a1e` (error) |
 //! | `<p>:{sN}:dlv:<delivery>:attempts` | list | one JSON object per attempt after the first (earlier versions wrote every attempt here) |
 //! | `<p>:{sN}:sub-dlv:<subscription>` | zset | the subscription's deliveries, score = creation ms |
 //! | `<p>:{sN}:sub-dlv:<subscription>:failed` | zset | the same, failed ones only |
@@ -70,6 +71,7 @@ pub mod kind {
     pub const ROUTE: &str = "route:";
     pub const SCHEDULE: &str = "schedule";
     pub const LEASES: &str = "leases";
+    pub const CLAIMS: &str = "claims";
     pub const DLV: &str = "dlv:";
     pub const SUB_DLV: &str = "sub-dlv:";
     pub const NOTICES: &str = "notices:";
@@ -92,7 +94,7 @@ pub mod kind {
 }
 
 /// The names the scripts know the kinds by (`K.<name>` in Lua).
-const LUA_NAMES: [(&str, &str); 26] = [
+const LUA_NAMES: [(&str, &str); 27] = [
     ("accounts", kind::ACCOUNTS),
     ("account", kind::ACCOUNT),
     ("event", kind::EVENT),
@@ -103,6 +105,7 @@ const LUA_NAMES: [(&str, &str); 26] = [
     ("route", kind::ROUTE),
     ("schedule", kind::SCHEDULE),
     ("leases", kind::LEASES),
+    ("claims", kind::CLAIMS),
     ("dlv", kind::DLV),
     ("sub_dlv", kind::SUB_DLV),
     ("notices", kind::NOTICES),
@@ -238,6 +241,11 @@ impl Keys {
     /// In-flight deliveries of a shard, scored by lease deadline.
     pub fn leases(&self, shard: u16) -> String {
         format!("{}{}", self.shard_base(shard), kind::LEASES)
+    }
+
+    /// A shard's claim counter (the claim script takes its tokens from it).
+    pub fn claims(&self, shard: u16) -> String {
+        format!("{}{}", self.shard_base(shard), kind::CLAIMS)
     }
 
     pub fn delivery(&self, account: &Uuid, delivery: &Uuid) -> String {
@@ -432,6 +440,7 @@ mod tests {
             keys.schedule(keys.shard_of(&a)),
             keys.accounts(keys.shard_of(&a)),
             keys.leases(keys.shard_of(&a)),
+            keys.claims(keys.shard_of(&a)),
             keys.delivery(&a, &e),
             keys.delivery_attempts(&a, &e),
             keys.subscription_in_shard(keys.shard_of(&a), &e),
@@ -644,6 +653,7 @@ mod tests {
             (keys.route(&a, "t"), format!("{base}{}{n}:t", k("route"))),
             (keys.schedule(0), format!("{base}{}", k("schedule"))),
             (keys.leases(0), format!("{base}{}", k("leases"))),
+            (keys.claims(0), format!("{base}{}", k("claims"))),
             (keys.delivery(&a, &id), format!("{base}{}{n}", k("dlv"))),
             (
                 keys.delivery_attempts(&a, &id),

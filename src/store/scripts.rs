@@ -68,8 +68,8 @@ impl Scripts {
             put_subscription: with_common(include_str!("lua/put_subscription.lua")),
             claim: with_common(include_str!("lua/claim.lua")),
             reclaim: with_common(include_str!("lua/reclaim.lua")),
-            release: plain(include_str!("lua/release.lua")),
-            renew: plain(include_str!("lua/renew.lua")),
+            release: with_common(include_str!("lua/release.lua")),
+            renew: with_common(include_str!("lua/renew.lua")),
             finish: with_common(include_str!("lua/finish.lua")),
             requeue: with_common(include_str!("lua/requeue.lua")),
             replay: with_common(include_str!("lua/replay.lua")),
@@ -78,7 +78,7 @@ impl Scripts {
             outbox_done: plain(include_str!("lua/outbox_done.lua")),
             outbox_release: plain(include_str!("lua/outbox_release.lua")),
             outbox_renew: plain(include_str!("lua/outbox_renew.lua")),
-            digest_hold: plain(include_str!("lua/digest_hold.lua")),
+            digest_hold: with_common(include_str!("lua/digest_hold.lua")),
             digest_claim: plain(include_str!("lua/digest_claim.lua")),
             digest_finish: with_common(include_str!("lua/digest_finish.lua")),
             endpoint_record: endpoint(include_str!("lua/endpoint_record.lua")),
@@ -192,10 +192,10 @@ impl Call for Claim {
             .arg(self.max);
     }
     fn decode(&self, flat: Vec<String>) -> Result<Vec<Claimed>, StoreError> {
-        if !flat.len().is_multiple_of(9) {
+        if !flat.len().is_multiple_of(10) {
             return Err(bad("claim", "length"));
         }
-        flat.chunks_exact(9)
+        flat.chunks_exact(10)
             .map(|c| {
                 Ok(Claimed {
                     shard: self.shard,
@@ -208,6 +208,7 @@ impl Call for Claim {
                     event_type: c[6].clone(),
                     occurred_at_ms: number("claim", "occurred_at", &c[7])?,
                     payload: c[8].clone(),
+                    rescheduled: c[9] == "1",
                 })
             })
             .collect()
@@ -283,7 +284,9 @@ impl Call for Finish<'_> {
             .arg(self.due_ms)
             .arg(&self.attempt_json)
             .arg(self.error)
-            .arg(0)
+            .arg(c.subscription_id.to_string())
+            .arg(c.attempts)
+            .arg(if c.rescheduled { "1" } else { "" })
             .arg(a1)
             .arg(response)
             .arg(error);
@@ -340,9 +343,7 @@ impl Call for Renew<'_> {
         &s.renew
     }
     fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
-        inv.key(keys.leases(self.shard))
-            .arg(keys.shard_base(self.shard))
-            .arg(self.until_ms);
+        inv.key(keys.leases(self.shard)).arg(self.until_ms);
         for c in self.claims {
             inv.arg(c.delivery_id.to_string()).arg(&c.token);
         }

@@ -124,3 +124,97 @@ async fn releasing_a_finished_claim_changes_nothing() {
     assert_eq!(store.queue_depths().await.unwrap(), (1, 0));
     assert_eq!(store.next_due_any().await.unwrap(), Some(now + 60_000));
 }
+
+#[actix_web::test]
+async fn an_outcome_of_a_delivery_deleted_while_in_flight_leaves_nothing_behind() {
+    // The retention pass deletes an event's deliveries with it, even one
+    // that is being sent: its outcome must not bring a fragment of it back
+    // (deliveries have no expiry of their own, so it would stay for good).
+    let (app, account, key) = without_engine().await;
+    app.subscribe(&key, "https://hooks.example.com/in", &["*"], json!({}))
+        .await;
+    for c in ["c1", "c2", "c3"] {
+        assert_eq!(app.ingest(&account.to_string(), c).await.status, 202);
+    }
+    let store = store_of(&app).await;
+    let now = soon();
+    let claimed = claim_all(&store, now).await;
+    assert_eq!(claimed.len(), 3);
+    let mut conn = app.redis();
+    for c in &claimed {
+        let _: () = redis::cmd("DEL")
+            .arg(store.keys().delivery(&account, &c.delivery_id))
+            .query(&mut conn)
+            .unwrap();
+    }
+    let outcomes = [
+        Outcome::Success,
+        Outcome::Retry {
+            due_ms: now + 60_000,
+        },
+        Outcome::Wait {
+            due_ms: now + 60_000,
+        },
+    ];
+    for (c, outcome) in claimed.iter().zip(&outcomes) {
+        assert!(store.finish(c, outcome, None, now + 10).await.unwrap());
+    }
+    let left: Vec<String> = app
+        .redis_keys()
+        .into_iter()
+        .filter(|k| k.contains(":dlv:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Nothing waits for them either (or, if a schedule entry is left, a
+    // claim drops it).
+    assert!(claim_all(&store, now + 120_000).await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_claim_whose_lease_ran_out_records_nothing_after_the_delivery_went_back() {
+    let (app, account, key) = without_engine().await;
+    app.subscribe(&key, "https://hooks.example.com/in", &["*"], json!({}))
+        .await;
+    assert_eq!(app.ingest(&account.to_string(), "c1").await.status, 202);
+    let store = store_of(&app).await;
+    let now = soon();
+    let c = claim_all(&store, now).await.remove(0);
+    // Past the lease, the delivery goes back to the schedule and is claimed
+    // again by another process.
+    let later = now + LEASE.webhook + 1;
+    assert_eq!(store.reclaim(c.shard, later).await.unwrap(), 1);
+    let again = claim_all(&store, later).await.remove(0);
+    assert_eq!(again.delivery_id, c.delivery_id);
+    assert_ne!(again.token, c.token);
+
+    // The first claim can neither finish nor renew nor hand it back.
+    assert!(!store
+        .finish(&c, &Outcome::Success, None, later + 1)
+        .await
+        .unwrap());
+    assert!(store
+        .renew(c.shard, &[c.claim_ref()], later + 10_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.release(&[c.claim_ref()], later + 2).await.unwrap(), 0);
+    // The second claim still holds it.
+    assert_eq!(
+        store
+            .renew(again.shard, &[again.claim_ref()], later + 10_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .finish(&again, &Outcome::Success, None, later + 3)
+        .await
+        .unwrap());
+    let d = store
+        .get_delivery(&account, &c.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 0));
+}

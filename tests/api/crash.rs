@@ -132,7 +132,11 @@ fn queues(prefix: &str) -> Queues {
         deliveries.insert(id, record);
     }
     Queues {
-        leased: leased.into_keys().collect(),
+        // A lease's member is `<delivery>|<claim token>`.
+        leased: leased
+            .into_keys()
+            .map(|m| m.split('|').next().unwrap_or_default().to_owned())
+            .collect(),
         due,
         deliveries,
     }

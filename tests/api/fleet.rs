@@ -127,9 +127,11 @@ async fn call(
 }
 
 /// Ingests events `from..to` for `account` through nginx, 8 at a time,
-/// each with an Idempotency-Key and retried (up to 20 times, 100 ms apart)
-/// while the answer is not 202: a request cut off with its replica is sent
-/// again. Returns the event ids.
+/// each with an Idempotency-Key and retried (up to 100 times, 100 ms
+/// apart: a restarted debug build on a loaded machine may take seconds to
+/// serve, and nginx may have left the others out meanwhile) while the
+/// answer is not 202: a request cut off with its replica is sent again.
+/// Returns the event ids.
 async fn ingest(nginx: &Nginx, account: &str, from: usize, to: usize) -> Vec<String> {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -164,7 +166,7 @@ async fn ingest(nginx: &Nginx, account: &str, from: usize, to: usize) -> Vec<Str
                             break;
                         }
                         other => {
-                            assert!(tries < 20, "event {i} never accepted: {other:?}");
+                            assert!(tries < 100, "event {i} never accepted: {other:?}");
                             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
                         }
                     }

@@ -193,10 +193,13 @@ async fn another_account_in_the_same_shard_or_another_gets_404_and_changes_nothi
     // Nothing the engine could have picked up either.
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     let after = app.redis_snapshot();
+    // A shard's minute of traffic counts (`traffic:<minute>`) is no one
+    // account's data, and the counts of the set-up above may land late on
+    // a loaded machine: left out. Every per-subscription count is compared.
     let changed: Vec<_> = before
         .keys()
         .chain(after.keys())
-        .filter(|k| before.get(*k) != after.get(*k))
+        .filter(|k| !k.contains(":traffic:") && before.get(*k) != after.get(*k))
         .collect();
     assert!(changed.is_empty(), "keys changed: {changed:?}");
     assert_eq!(rx.received("/hook").len(), received);

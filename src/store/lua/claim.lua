@@ -1,14 +1,17 @@
 -- Claims due deliveries of one shard: moves them from the schedule to the
--- leases (score = lease deadline) and returns what a deliverer needs.
+-- leases (score = lease deadline; member = `<delivery id>|<token>`, the
+-- token the shard's claim counter gave this batch, so the member is the
+-- claim's fence) and returns what a deliverer needs.
 -- Expired leases (a courier process died mid-delivery) go back to the
 -- schedule first, so the work is never lost. The lease depends on the
 -- subscription's channel: a webhook request and an email have timeouts of
 -- their own.
 -- KEYS[1]  the shard's schedule      KEYS[2]  the shard's leases
 -- ARGV     base, now_ms, webhook lease ms, email lease ms, max
--- Returns  a flat list, 9 values per claimed delivery: delivery id, claim
+-- Returns  a flat list, 10 values per claimed delivery: delivery id, claim
 --          token, lease deadline ms, event id, subscription id, attempts
---          made, event type, occurred_at, payload
+--          made, event type, occurred_at, payload, '1' if the delivery has
+--          a next_attempt_at of its own ('' if not)
 local base, now = ARGV[1], tonumber(ARGV[2])
 local webhook_lease, email_lease, max = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 reclaim_expired(KEYS[1], KEYS[2], now)
@@ -34,12 +37,13 @@ end
 -- One ZREM and one ZADD for the whole batch; an event's fields are read
 -- once however many of its deliveries are claimed.
 redis.call('ZREM', KEYS[1], unpack(due))
+local token = tostring(redis.call('INCR', base .. K.claims))
 local events = {}
 local leased = {}
 local out = {}
 for _, did in ipairs(due) do
   local dkey = base .. K.dlv .. did
-  local d = redis.call('HMGET', dkey, 'event_id', 'sub_id', 'attempts', 'status')
+  local d = redis.call('HMGET', dkey, 'event_id', 'sub_id', 'attempts', 'status', 'next_attempt_at')
   if d[1] and d[4] == 'pending' then
     local e = events[d[1]]
     if not e then
@@ -47,13 +51,12 @@ for _, did in ipairs(due) do
       events[d[1]] = e
     end
     if e[3] then
-      local token = redis.call('HINCRBY', dkey, 'claim', 1)
       local until_ms = now + lease_of(d[2])
       leased[#leased + 1] = until_ms
-      leased[#leased + 1] = did
+      leased[#leased + 1] = lease_member(did, token)
       local n = #out
       out[n + 1] = did
-      out[n + 2] = tostring(token)
+      out[n + 2] = token
       out[n + 3] = tostring(until_ms)
       out[n + 4] = d[1]
       out[n + 5] = d[2]
@@ -61,6 +64,7 @@ for _, did in ipairs(due) do
       out[n + 7] = e[1]
       out[n + 8] = e[2]
       out[n + 9] = e[3]
+      out[n + 10] = d[5] and '1' or ''
     end
   end
 end

@@ -35,13 +35,29 @@ local function record_attempt(dkey, json, now)
   redis.call('HSET', dkey, 'last_attempt_at', now)
 end
 
+-- A lease's member: the delivery id and its claim's token, so that taking
+-- the member out of the leases is the claim's fence (`lease_member`), and
+-- the delivery id back from one (`leased_delivery`; members written by
+-- earlier versions are the bare id).
+local function lease_member(did, token)
+  return did .. '|' .. token
+end
+
+local function leased_delivery(member)
+  local bar = string.find(member, '|', 1, true)
+  if bar then
+    return string.sub(member, 1, bar - 1)
+  end
+  return member
+end
+
 -- Returns deliveries whose lease expired (their process died or hung) to
 -- the schedule, due now. Returns how many.
 local function reclaim_expired(schedule, leases, now)
   local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)
-  for _, did in ipairs(expired) do
-    redis.call('ZREM', leases, did)
-    redis.call('ZADD', schedule, now, did)
+  for _, member in ipairs(expired) do
+    redis.call('ZREM', leases, member)
+    redis.call('ZADD', schedule, now, leased_delivery(member))
   end
   return #expired
 end

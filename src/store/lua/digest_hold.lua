@@ -8,10 +8,9 @@
 local base, did, token = ARGV[1], ARGV[2], ARGV[3]
 local now, sub, due = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local dkey = base .. K.dlv .. did
-if redis.call('HGET', dkey, 'claim') ~= token then
+if redis.call('ZREM', KEYS[2], lease_member(did, token)) == 0 then
   return 'stale'
 end
-redis.call('ZREM', KEYS[2], did)
 if redis.call('HSETNX', dkey, 'digest', '1') == 0 then
   -- Already in an open or sending digest (e.g. retried by hand while
   -- held): nothing to add. digest_finish clears the mark.

@@ -64,7 +64,11 @@ async fn a_read_session_sees_every_page_without_forms_and_its_writes_are_refused
     let after = app.redis_snapshot();
     let changed: Vec<_> = after
         .iter()
-        .filter(|(k, v)| !k.contains("dash-session") && before.get(*k) != Some(v))
+        .filter(|(k, v)| {
+            // Sessions are touched by every request; a shard's minute of
+            // traffic counts may land late on a loaded machine.
+            !k.contains("dash-session") && !k.contains(":traffic:") && before.get(*k) != Some(v)
+        })
         .collect();
     assert!(changed.is_empty(), "{changed:?}");
 }
