@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::{Attempt, Claimed, Store, StoreError};
+use super::{scripts, Attempt, Claimed, Store, StoreError};
 use crate::domain::delivery::Outcome;
 use crate::domain::notice::Notice;
 
@@ -139,22 +139,13 @@ impl Store {
         once_per: Option<(&str, &str)>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let shard = self.keys.shard_of(&notice.account_id);
-        let (name, value) = once_per.unwrap_or(("", ""));
-        let mut inv = self.scripts.notice.key(self.keys.outbox(shard));
-        inv.arg(self.keys.shard_base(shard))
-            .arg(notice.account_id.to_string())
-            .arg(notice.id.to_string())
-            .arg(notice.to_json())
-            .arg(now_ms)
-            .arg(name)
-            .arg(value)
-            .arg(REPORTED_TTL_MS);
-        let mut conn = self.conn();
-        let recorded: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(recorded == 1)
+        self.call(&scripts::AddNotice {
+            notice,
+            once_per,
+            now_ms,
+            reported_ttl_ms: REPORTED_TTL_MS,
+        })
+        .await
     }
 
     /// Claims up to `max` due notices of `shard` for `lease_ms` (renewed
@@ -166,29 +157,27 @@ impl Store {
         lease_ms: i64,
         max: usize,
     ) -> Result<Vec<ClaimedNotice>, StoreError> {
-        let mut inv = self.scripts.outbox_claim.key(self.keys.outbox(shard));
-        inv.arg(self.keys.shard_base(shard))
-            .arg(now_ms)
-            .arg(lease_ms)
-            .arg(max);
-        let mut conn = self.conn();
-        let flat: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
+        let claimed = self
+            .call(&scripts::OutboxClaim {
+                shard,
+                now_ms,
+                lease_ms,
+                max,
+            })
             .await?;
         let mut out = Vec::new();
-        for c in flat.chunks_exact(4) {
-            match serde_json::from_str::<Notice>(&c[1]) {
-                Ok(notice) => out.push(ClaimedNotice {
-                    shard,
-                    lease_until_ms: now_ms + lease_ms,
-                    token: c[3].clone(),
-                    notice,
-                    attempts: c[2].parse().unwrap_or(1),
-                }),
-                Err(e) => {
-                    tracing::error!(notice = %c[0], error = %e, "unreadable notice dropped");
-                    if let Ok(id) = Uuid::parse_str(&c[0]) {
-                        if let Err(e) = self.notice_done(shard, &id, &c[3], None).await {
+        for c in claimed {
+            match c {
+                Ok(notice) => out.push(notice),
+                Err(unreadable) => {
+                    tracing::error!(
+                        notice = %unreadable.id,
+                        error = %unreadable.error,
+                        "unreadable notice dropped"
+                    );
+                    if let Ok(id) = Uuid::parse_str(&unreadable.id) {
+                        if let Err(e) = self.notice_done(shard, &id, &unreadable.token, None).await
+                        {
                             tracing::warn!(notice = %id, error = %e, "could not drop a notice");
                         }
                     }
@@ -208,17 +197,13 @@ impl Store {
         token: &str,
         retry_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let mut inv = self.scripts.outbox_done.key(self.keys.outbox(shard));
-        inv.arg(self.keys.shard_base(shard))
-            .arg(id.to_string())
-            .arg(token)
-            .arg(if retry_at.is_some() { "retry" } else { "done" })
-            .arg(retry_at.unwrap_or(0));
-        let mut conn = self.conn();
-        let reply: String = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(reply == "ok")
+        self.call(&scripts::OutboxDone {
+            shard,
+            id,
+            token,
+            retry_at,
+        })
+        .await
     }
 
     /// Renews the leases of digest and notice claims (all of `shard`) to
@@ -234,26 +219,25 @@ impl Store {
         for kind in [MessageKind::Digest, MessageKind::Notice] {
             let of_kind: Vec<&MessageRef> = claims.iter().filter(|c| c.kind == kind).collect();
             for chunk in of_kind.chunks(500) {
-                let mut inv = match kind {
-                    MessageKind::Digest => self
-                        .scripts
-                        .digest_renew
-                        .key(self.keys.digests_sending(shard)),
-                    MessageKind::Notice => self.scripts.outbox_renew.key(self.keys.outbox(shard)),
+                let refs = match kind {
+                    MessageKind::Digest => {
+                        self.call(&scripts::DigestRenew {
+                            shard,
+                            until_ms,
+                            claims: chunk,
+                        })
+                        .await?
+                    }
+                    MessageKind::Notice => {
+                        self.call(&scripts::OutboxRenew {
+                            shard,
+                            until_ms,
+                            claims: chunk,
+                        })
+                        .await?
+                    }
                 };
-                inv.arg(self.keys.shard_base(shard)).arg(until_ms);
-                for c in chunk {
-                    inv.arg(c.id.to_string()).arg(&c.token);
-                }
-                let mut conn = self.conn();
-                let ids: Vec<String> = self
-                    .run(async move { inv.invoke_async(&mut conn).await })
-                    .await?;
-                renewed.extend(ids.iter().filter_map(|id| {
-                    let id = Uuid::parse_str(id).ok()?;
-                    let c = chunk.iter().find(|c| c.id == id)?;
-                    Some(((kind, id), c.token.clone()))
-                }));
+                renewed.extend(refs.into_iter().map(|c| ((kind, c.id), c.token.clone())));
             }
         }
         Ok(renewed)
@@ -267,19 +251,7 @@ impl Store {
         claimed: &ClaimedNotice,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut inv = self
-            .scripts
-            .outbox_release
-            .key(self.keys.outbox(claimed.shard));
-        inv.arg(self.keys.shard_base(claimed.shard))
-            .arg(claimed.notice.id.to_string())
-            .arg(&claimed.token)
-            .arg(now_ms);
-        let mut conn = self.conn();
-        let released: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(released == 1)
+        self.call(&scripts::OutboxRelease { claimed, now_ms }).await
     }
 
     /// Moves a claimed delivery of a digest subscription into the
@@ -292,24 +264,13 @@ impl Store {
         max_events: usize,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut inv = self
-            .scripts
-            .digest_hold
-            .key(self.keys.schedule(claimed.shard));
-        inv.key(self.keys.leases(claimed.shard))
-            .arg(self.keys.shard_base(claimed.shard))
-            .arg(claimed.delivery_id.to_string())
-            .arg(&claimed.token)
-            .arg(now_ms)
-            .arg(claimed.subscription_id.to_string())
-            .arg(due_ms)
-            .arg(&claimed.event_type)
-            .arg(max_events);
-        let mut conn = self.conn();
-        let reply: String = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(reply == "ok")
+        self.call(&scripts::DigestHold {
+            claimed,
+            due_ms,
+            max_events,
+            now_ms,
+        })
+        .await
     }
 
     /// Claims up to `max` due digests of `shard` for `lease_ms` (renewed
@@ -323,51 +284,15 @@ impl Store {
         max: usize,
         latest: usize,
     ) -> Result<Vec<ClaimedDigest>, StoreError> {
-        let mut inv = self.scripts.digest_claim.key(self.keys.schedule(shard));
-        inv.arg(self.keys.shard_base(shard))
-            .arg(now_ms)
-            .arg(lease_ms)
-            .arg(max)
-            .arg(latest)
-            .arg(self.retention.events_ms);
-        let mut conn = self.conn();
-        let flat: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        let bad = |what: &str| StoreError::Internal(format!("digest claim reply: bad {what}"));
-        flat.chunks_exact(8)
-            .map(|c| {
-                let words: Vec<&str> = c[6].split_whitespace().collect();
-                let mut counts: Vec<(String, u64)> = words
-                    .chunks_exact(2)
-                    .map(|p| (p[0].to_owned(), p[1].parse().unwrap_or(0)))
-                    .collect();
-                counts.sort();
-                let words: Vec<&str> = c[7].split_whitespace().collect();
-                let latest = words
-                    .chunks_exact(3)
-                    .filter_map(|p| {
-                        Some((
-                            Uuid::parse_str(p[0]).ok()?,
-                            p[1].to_owned(),
-                            p[2].parse().ok()?,
-                        ))
-                    })
-                    .collect();
-                Ok(ClaimedDigest {
-                    shard,
-                    lease_until_ms: now_ms + lease_ms,
-                    subscription_id: Uuid::parse_str(&c[0]).map_err(|_| bad("subscription"))?,
-                    token: c[1].clone(),
-                    attempts: c[2].parse().map_err(|_| bad("attempts"))?,
-                    first_ms: c[3].parse().map_err(|_| bad("first"))?,
-                    last_ms: c[4].parse().map_err(|_| bad("last"))?,
-                    total: c[5].parse().map_err(|_| bad("total"))?,
-                    counts,
-                    latest,
-                })
-            })
-            .collect()
+        self.call(&scripts::DigestClaim {
+            shard,
+            now_ms,
+            lease_ms,
+            max,
+            latest,
+            retention_ms: self.retention.events_ms,
+        })
+        .await
     }
 
     /// Hands a claimed digest back unsent: due at `now_ms`, no attempt
@@ -377,19 +302,7 @@ impl Store {
         claimed: &ClaimedDigest,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut inv = self
-            .scripts
-            .digest_release
-            .key(self.keys.digests_sending(claimed.shard));
-        inv.arg(self.keys.shard_base(claimed.shard))
-            .arg(claimed.subscription_id.to_string())
-            .arg(&claimed.token)
-            .arg(now_ms);
-        let mut conn = self.conn();
-        let released: i64 = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(released == 1)
+        self.call(&scripts::DigestRelease { claimed, now_ms }).await
     }
 
     /// Records the outcome of sending a digest on each of its deliveries
@@ -401,29 +314,13 @@ impl Store {
         attempt: Option<&Attempt>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (name, due, error) = match outcome {
-            Outcome::Success => ("success", 0, ""),
-            Outcome::Retry { due_ms } | Outcome::Wait { due_ms } => ("retry", *due_ms, ""),
-            Outcome::Fail { error } | Outcome::Drop { error } => ("fail", 0, error.as_str()),
-        };
-        let attempt_json = super::deliveries::attempt_json(attempt)?;
-        let mut inv = self
-            .scripts
-            .digest_finish
-            .key(self.keys.schedule(claimed.shard));
-        inv.arg(self.keys.shard_base(claimed.shard))
-            .arg(claimed.subscription_id.to_string())
-            .arg(&claimed.token)
-            .arg(name)
-            .arg(now_ms)
-            .arg(due)
-            .arg(attempt_json)
-            .arg(error)
-            .arg(self.retention.events_ms);
-        let mut conn = self.conn();
-        let reply: String = self
-            .run(async move { inv.invoke_async(&mut conn).await })
-            .await?;
-        Ok(reply == "ok")
+        self.call(&scripts::DigestFinish::new(
+            claimed,
+            outcome,
+            attempt,
+            now_ms,
+            self.retention.events_ms,
+        )?)
+        .await
     }
 }

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::deliveries::{attempt_json, FirstAttempt};
 use super::keys::{self, Keys};
 use super::{
-    Attempt, ClaimRef, Claimed, IngestOutcome, LeaseMs, PutOutcome, Replayed, Requeued, Store,
-    StoreError,
+    Attempt, ClaimRef, Claimed, ClaimedDigest, ClaimedNotice, IngestOutcome, LeaseMs, MessageRef,
+    PutOutcome, Replayed, Requeued, Store, StoreError,
 };
 use crate::domain::delivery::Outcome;
 use crate::domain::event::NewEvent;
@@ -709,5 +709,594 @@ impl Call for ExpireEvents<'_> {
     }
     fn decode(&self, n: u64) -> Result<u64, StoreError> {
         Ok(n)
+    }
+}
+
+/// Records an operational notice and queues it for email, at most once per
+/// (dedupe name, value) when one is given (`notice.lua`); replies whether
+/// it was recorded.
+pub(super) struct AddNotice<'a> {
+    pub notice: &'a Notice,
+    /// (dedupe name, value): skipped when that value was already reported.
+    pub once_per: Option<(&'a str, &'a str)>,
+    pub now_ms: i64,
+    /// How long the "this was reported" marker is kept.
+    pub reported_ttl_ms: i64,
+}
+
+impl Call for AddNotice<'_> {
+    type Raw = i64;
+    type Reply = bool;
+    fn script(s: &Scripts) -> &Script {
+        &s.notice
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        let shard = keys.shard_of(&self.notice.account_id);
+        let (name, value) = self.once_per.unwrap_or(("", ""));
+        inv.key(keys.outbox(shard))
+            .arg(keys.shard_base(shard))
+            .arg(self.notice.account_id.to_string())
+            .arg(self.notice.id.to_string())
+            .arg(self.notice.to_json())
+            .arg(self.now_ms)
+            .arg(name)
+            .arg(value)
+            .arg(self.reported_ttl_ms);
+    }
+    fn decode(&self, n: i64) -> Result<bool, StoreError> {
+        match n {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(bad("notice", "status")),
+        }
+    }
+}
+
+/// A notice the outbox held whose JSON could not be read: claimed all the
+/// same, for the caller to drop.
+pub(super) struct UnreadableNotice {
+    /// The notice's id as the outbox holds it.
+    pub id: String,
+    /// The claim's fencing token.
+    pub token: String,
+    pub error: serde_json::Error,
+}
+
+/// Claims due notices of one shard for a lease (`outbox_claim.lua`);
+/// replies each claimed notice, or its id and token when its JSON is
+/// unreadable.
+pub(super) struct OutboxClaim {
+    pub shard: u16,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub max: usize,
+}
+
+impl Call for OutboxClaim {
+    type Raw = Vec<String>;
+    type Reply = Vec<Result<ClaimedNotice, UnreadableNotice>>;
+    fn script(s: &Scripts) -> &Script {
+        &s.outbox_claim
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        inv.key(keys.outbox(self.shard))
+            .arg(keys.shard_base(self.shard))
+            .arg(self.now_ms)
+            .arg(self.lease_ms)
+            .arg(self.max);
+    }
+    fn decode(
+        &self,
+        flat: Vec<String>,
+    ) -> Result<Vec<Result<ClaimedNotice, UnreadableNotice>>, StoreError> {
+        if !flat.len().is_multiple_of(4) {
+            return Err(bad("outbox_claim", "length"));
+        }
+        flat.chunks_exact(4)
+            .map(|c| {
+                let token = c[3].clone();
+                Ok(match serde_json::from_str::<Notice>(&c[1]) {
+                    Ok(notice) => Ok(ClaimedNotice {
+                        shard: self.shard,
+                        lease_until_ms: self.now_ms + self.lease_ms,
+                        token,
+                        notice,
+                        attempts: number("outbox_claim", "attempts", &c[2])?,
+                    }),
+                    Err(error) => Err(UnreadableNotice {
+                        id: c[0].clone(),
+                        token,
+                        error,
+                    }),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Ends a claimed notice (sent, or refused for good) or makes it due again
+/// (`outbox_done.lua`); replies whether the claim was still the notice's
+/// latest (false: superseded, nothing changed).
+pub(super) struct OutboxDone<'a> {
+    pub shard: u16,
+    pub id: &'a Uuid,
+    pub token: &'a str,
+    /// When it is due again (None: done).
+    pub retry_at: Option<i64>,
+}
+
+impl Call for OutboxDone<'_> {
+    type Raw = String;
+    type Reply = bool;
+    fn script(s: &Scripts) -> &Script {
+        &s.outbox_done
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        inv.key(keys.outbox(self.shard))
+            .arg(keys.shard_base(self.shard))
+            .arg(self.id.to_string())
+            .arg(self.token)
+            .arg(if self.retry_at.is_some() {
+                "retry"
+            } else {
+                "done"
+            })
+            .arg(self.retry_at.unwrap_or(0));
+    }
+    fn decode(&self, reply: String) -> Result<bool, StoreError> {
+        match reply.as_str() {
+            "ok" => Ok(true),
+            "stale" => Ok(false),
+            _ => Err(bad("outbox_done", "status")),
+        }
+    }
+}
+
+/// Hands a claimed notice back unsent, due now, its attempt not counted
+/// (`outbox_release.lua`); replies whether it went back (false: the claim
+/// was superseded or finished).
+pub(super) struct OutboxRelease<'a> {
+    pub claimed: &'a ClaimedNotice,
+    pub now_ms: i64,
+}
+
+impl Call for OutboxRelease<'_> {
+    type Raw = i64;
+    type Reply = bool;
+    fn script(s: &Scripts) -> &Script {
+        &s.outbox_release
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        let c = self.claimed;
+        inv.key(keys.outbox(c.shard))
+            .arg(keys.shard_base(c.shard))
+            .arg(c.notice.id.to_string())
+            .arg(&c.token)
+            .arg(self.now_ms);
+    }
+    fn decode(&self, n: i64) -> Result<bool, StoreError> {
+        match n {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(bad("outbox_release", "status")),
+        }
+    }
+}
+
+/// The claims a renewal reply names, each matched to the claim it renewed:
+/// the script replies only ids it was handed.
+fn renewed<'a>(
+    script: &str,
+    claims: &[&'a MessageRef],
+    ids: Vec<String>,
+) -> Result<Vec<&'a MessageRef>, StoreError> {
+    ids.iter()
+        .map(|id| {
+            let id = uuid(script, "id", id)?;
+            claims
+                .iter()
+                .find(|c| c.id == id)
+                .copied()
+                .ok_or_else(|| bad(script, "id"))
+        })
+        .collect()
+}
+
+/// Renews the leases of notice claims of one shard (`outbox_renew.lua`);
+/// replies the claims renewed.
+pub(super) struct OutboxRenew<'a> {
+    pub shard: u16,
+    pub until_ms: i64,
+    /// Notice claims, all of `shard`.
+    pub claims: &'a [&'a MessageRef],
+}
+
+impl<'a> Call for OutboxRenew<'a> {
+    type Raw = Vec<String>;
+    type Reply = Vec<&'a MessageRef>;
+    fn script(s: &Scripts) -> &Script {
+        &s.outbox_renew
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        inv.key(keys.outbox(self.shard))
+            .arg(keys.shard_base(self.shard))
+            .arg(self.until_ms);
+        for c in self.claims {
+            inv.arg(c.id.to_string()).arg(&c.token);
+        }
+    }
+    fn decode(&self, ids: Vec<String>) -> Result<Vec<&'a MessageRef>, StoreError> {
+        renewed("outbox_renew", self.claims, ids)
+    }
+}
+
+/// Moves a claimed delivery of a digest subscription into the
+/// subscription's open digest (`digest_hold.lua`); replies whether the
+/// claim was still the delivery's latest (false: superseded).
+pub(super) struct DigestHold<'a> {
+    pub claimed: &'a Claimed,
+    /// When the digest is due (the period's end).
+    pub due_ms: i64,
+    /// The digest is due now once it holds this many events.
+    pub max_events: usize,
+    pub now_ms: i64,
+}
+
+impl Call for DigestHold<'_> {
+    type Raw = String;
+    type Reply = bool;
+    fn script(s: &Scripts) -> &Script {
+        &s.digest_hold
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        let c = self.claimed;
+        inv.key(keys.schedule(c.shard))
+            .key(keys.leases(c.shard))
+            .arg(keys.shard_base(c.shard))
+            .arg(c.delivery_id.to_string())
+            .arg(&c.token)
+            .arg(self.now_ms)
+            .arg(c.subscription_id.to_string())
+            .arg(self.due_ms)
+            .arg(&c.event_type)
+            .arg(self.max_events);
+    }
+    fn decode(&self, reply: String) -> Result<bool, StoreError> {
+        match reply.as_str() {
+            "ok" => Ok(true),
+            "stale" => Ok(false),
+            _ => Err(bad("digest_hold", "status")),
+        }
+    }
+}
+
+/// Claims due digests of one shard for a lease, each with its newest
+/// events (`digest_claim.lua`).
+pub(super) struct DigestClaim {
+    pub shard: u16,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub max: usize,
+    /// How many of each digest's newest events to list.
+    pub latest: usize,
+    /// How long a digest's token outlives its claims (the archive
+    /// retention).
+    pub retention_ms: i64,
+}
+
+impl Call for DigestClaim {
+    type Raw = Vec<String>;
+    type Reply = Vec<ClaimedDigest>;
+    fn script(s: &Scripts) -> &Script {
+        &s.digest_claim
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        inv.key(keys.schedule(self.shard))
+            .arg(keys.shard_base(self.shard))
+            .arg(self.now_ms)
+            .arg(self.lease_ms)
+            .arg(self.max)
+            .arg(self.latest)
+            .arg(self.retention_ms);
+    }
+    fn decode(&self, flat: Vec<String>) -> Result<Vec<ClaimedDigest>, StoreError> {
+        if !flat.len().is_multiple_of(8) {
+            return Err(bad("digest_claim", "length"));
+        }
+        flat.chunks_exact(8)
+            .map(|c| {
+                // The summary ('type n ...', 'event_id type occurred_ms ...')
+                // is read leniently: it describes stored data, and a digest
+                // whose summary is partly unreadable is still sent.
+                let words: Vec<&str> = c[6].split_whitespace().collect();
+                let mut counts: Vec<(String, u64)> = words
+                    .chunks_exact(2)
+                    .map(|p| (p[0].to_owned(), p[1].parse().unwrap_or(0)))
+                    .collect();
+                counts.sort();
+                let words: Vec<&str> = c[7].split_whitespace().collect();
+                let latest = words
+                    .chunks_exact(3)
+                    .filter_map(|p| {
+                        Some((
+                            Uuid::parse_str(p[0]).ok()?,
+                            p[1].to_owned(),
+                            p[2].parse().ok()?,
+                        ))
+                    })
+                    .collect();
+                Ok(ClaimedDigest {
+                    shard: self.shard,
+                    lease_until_ms: self.now_ms + self.lease_ms,
+                    subscription_id: uuid("digest_claim", "subscription id", &c[0])?,
+                    token: c[1].clone(),
+                    attempts: number("digest_claim", "attempts", &c[2])?,
+                    first_ms: number("digest_claim", "first", &c[3])?,
+                    last_ms: number("digest_claim", "last", &c[4])?,
+                    total: number("digest_claim", "total", &c[5])?,
+                    counts,
+                    latest,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Records the outcome of sending a digest on each of its deliveries
+/// (`digest_finish.lua`); replies whether the claim was still the digest's
+/// latest (false: superseded).
+pub(super) struct DigestFinish<'a> {
+    pub claimed: &'a ClaimedDigest,
+    /// `success`, `retry` or `fail`.
+    outcome: &'static str,
+    due_ms: i64,
+    error: &'a str,
+    /// The attempt, for every delivery's history ('' for none).
+    attempt_json: String,
+    pub now_ms: i64,
+    /// Passed on, unused by the script.
+    pub retention_ms: i64,
+}
+
+impl<'a> DigestFinish<'a> {
+    /// A digest's outcome is `Success`, `Retry` or `Fail`: `Wait` counts as
+    /// `Retry`, `Drop` as `Fail`.
+    pub fn new(
+        claimed: &'a ClaimedDigest,
+        outcome: &'a Outcome,
+        attempt: Option<&Attempt>,
+        now_ms: i64,
+        retention_ms: i64,
+    ) -> Result<Self, StoreError> {
+        let (name, due_ms, error) = match outcome {
+            Outcome::Success => ("success", 0, ""),
+            Outcome::Retry { due_ms } | Outcome::Wait { due_ms } => ("retry", *due_ms, ""),
+            Outcome::Fail { error } | Outcome::Drop { error } => ("fail", 0, error.as_str()),
+        };
+        Ok(Self {
+            claimed,
+            outcome: name,
+            due_ms,
+            error,
+            attempt_json: attempt_json(attempt)?,
+            now_ms,
+            retention_ms,
+        })
+    }
+}
+
+impl Call for DigestFinish<'_> {
+    type Raw = String;
+    type Reply = bool;
+    fn script(s: &Scripts) -> &Script {
+        &s.digest_finish
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        let c = self.claimed;
+        inv.key(keys.schedule(c.shard))
+            .arg(keys.shard_base(c.shard))
+            .arg(c.subscription_id.to_string())
+            .arg(&c.token)
+            .arg(self.outcome)
+            .arg(self.now_ms)
+            .arg(self.due_ms)
+            .arg(&self.attempt_json)
+            .arg(self.error)
+            .arg(self.retention_ms);
+    }
+    fn decode(&self, reply: String) -> Result<bool, StoreError> {
+        match reply.as_str() {
+            "ok" => Ok(true),
+            "stale" => Ok(false),
+            _ => Err(bad("digest_finish", "status")),
+        }
+    }
+}
+
+/// Hands a claimed digest back unsent, due now, no attempt spent
+/// (`digest_release.lua`); replies whether it went back (false: the claim
+/// was superseded or the digest is no longer being sent).
+pub(super) struct DigestRelease<'a> {
+    pub claimed: &'a ClaimedDigest,
+    pub now_ms: i64,
+}
+
+impl Call for DigestRelease<'_> {
+    type Raw = i64;
+    type Reply = bool;
+    fn script(s: &Scripts) -> &Script {
+        &s.digest_release
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        let c = self.claimed;
+        inv.key(keys.digests_sending(c.shard))
+            .arg(keys.shard_base(c.shard))
+            .arg(c.subscription_id.to_string())
+            .arg(&c.token)
+            .arg(self.now_ms);
+    }
+    fn decode(&self, n: i64) -> Result<bool, StoreError> {
+        match n {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(bad("digest_release", "status")),
+        }
+    }
+}
+
+/// Renews the leases of digest claims of one shard (`digest_renew.lua`);
+/// replies the claims renewed.
+pub(super) struct DigestRenew<'a> {
+    pub shard: u16,
+    pub until_ms: i64,
+    /// Digest claims, all of `shard`.
+    pub claims: &'a [&'a MessageRef],
+}
+
+impl<'a> Call for DigestRenew<'a> {
+    type Raw = Vec<String>;
+    type Reply = Vec<&'a MessageRef>;
+    fn script(s: &Scripts) -> &Script {
+        &s.digest_renew
+    }
+    fn bind(&self, keys: &Keys, inv: &mut ScriptInvocation<'_>) {
+        inv.key(keys.digests_sending(self.shard))
+            .arg(keys.shard_base(self.shard))
+            .arg(self.until_ms);
+        for c in self.claims {
+            inv.arg(c.id.to_string()).arg(&c.token);
+        }
+    }
+    fn decode(&self, ids: Vec<String>) -> Result<Vec<&'a MessageRef>, StoreError> {
+        renewed("digest_renew", self.claims, ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::notice::NoticeKind;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    fn is_internal<T>(r: Result<T, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Internal(_)))
+    }
+
+    #[test]
+    fn outbox_claim_reads_notices_and_flags_unreadable_ones() {
+        let call = OutboxClaim {
+            shard: 3,
+            now_ms: 1_000,
+            lease_ms: 500,
+            max: 10,
+        };
+        let notice = Notice::new(Uuid::new_v4(), NoticeKind::ApiKeyRotated, 7);
+        let id = notice.id.to_string();
+        let reply = strings(&[&id, &notice.to_json(), "2", "5", "x", "{", "1", "6"]);
+        let out = call.decode(reply).unwrap();
+        let first = out[0].as_ref().ok().unwrap();
+        assert_eq!(
+            (
+                first.shard,
+                first.lease_until_ms,
+                first.attempts,
+                first.token.as_str()
+            ),
+            (3, 1_500, 2, "5")
+        );
+        assert_eq!(first.notice.id, notice.id);
+        let second = out[1].as_ref().err().unwrap();
+        assert_eq!((second.id.as_str(), second.token.as_str()), ("x", "6"));
+        assert!(is_internal(call.decode(strings(&[&id, "{}", "1"]))));
+        let bad_attempts = strings(&[&id, &notice.to_json(), "two", "5"]);
+        assert!(is_internal(call.decode(bad_attempts)));
+    }
+
+    #[test]
+    fn digest_claim_checks_its_shape() {
+        let call = DigestClaim {
+            shard: 1,
+            now_ms: 1_000,
+            lease_ms: 500,
+            max: 10,
+            latest: 2,
+            retention_ms: 0,
+        };
+        let sub = Uuid::new_v4().to_string();
+        let ev = Uuid::new_v4();
+        let latest = format!("{ev} b.x 40");
+        let reply = strings(&[&sub, "4", "1", "10", "20", "3", "b.x 1 a.y 2", &latest]);
+        let d = call.decode(reply).unwrap().remove(0);
+        assert_eq!((d.token.as_str(), d.attempts, d.total), ("4", 1, 3));
+        assert_eq!(d.counts, vec![("a.y".into(), 2), ("b.x".into(), 1)]);
+        assert_eq!(d.latest, vec![(ev, "b.x".into(), 40)]);
+        assert!(is_internal(call.decode(strings(&[&sub, "4"]))));
+        let bad_sub = strings(&["nope", "4", "1", "10", "20", "3", "", ""]);
+        assert!(is_internal(call.decode(bad_sub)));
+    }
+
+    #[test]
+    fn renewals_name_only_claims_handed_in() {
+        let claim = MessageRef {
+            shard: 0,
+            kind: crate::store::MessageKind::Notice,
+            id: Uuid::new_v4(),
+            token: "9".into(),
+            lease_until_ms: 0,
+        };
+        let claims = [&claim];
+        let call = OutboxRenew {
+            shard: 0,
+            until_ms: 5,
+            claims: &claims,
+        };
+        let renewed = call.decode(vec![claim.id.to_string()]).unwrap();
+        assert_eq!(renewed, vec![&claim]);
+        assert!(is_internal(call.decode(vec![Uuid::new_v4().to_string()])));
+        assert!(is_internal(call.decode(vec!["nope".into()])));
+    }
+
+    #[test]
+    fn statuses_outside_the_protocol_are_internal() {
+        let claimed = Claimed {
+            shard: 0,
+            delivery_id: Uuid::new_v4(),
+            token: "1".into(),
+            lease_until_ms: 0,
+            event_id: Uuid::new_v4(),
+            subscription_id: Uuid::new_v4(),
+            attempts: 0,
+            event_type: "a.b".into(),
+            occurred_at_ms: 0,
+            payload: "{}".into(),
+        };
+        let hold = DigestHold {
+            claimed: &claimed,
+            due_ms: 0,
+            max_events: 1,
+            now_ms: 0,
+        };
+        assert!(hold.decode("ok".into()).unwrap());
+        assert!(!hold.decode("stale".into()).unwrap());
+        assert!(is_internal(hold.decode("what".into())));
+        let done = OutboxDone {
+            shard: 0,
+            id: &claimed.delivery_id,
+            token: "1",
+            retry_at: None,
+        };
+        assert!(is_internal(done.decode(String::new())));
+        let notice = Notice::new(Uuid::new_v4(), NoticeKind::ApiKeyRotated, 0);
+        let add = AddNotice {
+            notice: &notice,
+            once_per: None,
+            now_ms: 0,
+            reported_ttl_ms: 0,
+        };
+        assert!(add.decode(1).unwrap() && !add.decode(0).unwrap());
+        assert!(is_internal(add.decode(2)));
     }
 }
