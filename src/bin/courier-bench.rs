@@ -95,24 +95,24 @@ struct Args {
 }
 
 /// Writes `n` waiting retries shaped exactly like courier's own (delivery
-/// hash after one failed attempt with its attempt record and expiry, the
+/// hash after one failed attempt with its attempt in its own fields, the
 /// schedule entry, the subscription's index entry), spread over the shards.
 const PREFILL: &str = r#"
-local base, n0, n, now, due, expires = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-local sid, acct, eid = ARGV[7], ARGV[8], ARGV[9]
+local base, n0, n, now, due = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local sid, acct, eid = ARGV[6], ARGV[7], ARGV[8]
 -- A delivery whose first attempt timed out, as finish.lua leaves it: the
--- attempt in the delivery's own hash (a1, a1e), no attempt list.
+-- attempt in the delivery's own hash (a1, a1e), no attempt list, no expiry
+-- (it goes with its event).
 local a1 = now .. '|15000||' .. due
 local a1e = 'timeout: no response within 15000 ms'
 for i = n0, n0 + n - 1 do
-  local did = string.format('%08x-0000-8000-8000-%012x', tonumber(ARGV[10]), i)
-  local dkey = base .. 'dlv:' .. did
+  local did = string.format('%08x-0000-8000-8000-%012x', tonumber(ARGV[9]), i)
+  local dkey = base .. K.dlv .. did
   redis.call('HSET', dkey, 'event_id', eid, 'sub_id', sid, 'account_id', acct, 'event_type', 'customer.created',
-    'status', 'pending', 'created_at', now, 'attempts', 1, 'claim', 1, 'next_attempt_at', due, 'last_attempt_at', now,
+    'status', 'pending', 'created_at', now, 'attempts', 1, 'next_attempt_at', due, 'last_attempt_at', now,
     'a1', a1, 'a1e', a1e)
-  redis.call('PEXPIREAT', dkey, expires)
   redis.call('ZADD', KEYS[1], due, did)
-  redis.call('ZADD', base .. 'sub-dlv:' .. sid, now, did)
+  redis.call('ZADD', base .. K.sub_dlv .. sid, now, did)
 end
 return n
 "#;
@@ -128,11 +128,17 @@ fn used_memory(conn: &mut redis::Connection) -> i64 {
         .unwrap_or(0)
 }
 
+/// Redis's `used_memory`, summed over the masters `url` names.
+fn total_used_memory(url: &str) -> i64 {
+    master_connections(url).iter_mut().map(used_memory).sum()
+}
+
 /// Fills the schedule; returns bytes of Redis memory per waiting retry.
 fn prefill(url: &str, prefix: &str, shards: u16, n: u64) -> f64 {
     let client = redis::Client::open(url).expect("redis url");
     let mut conn = client.get_connection().expect("redis reachable");
-    let script = redis::Script::new(PREFILL);
+    // The key names as courier's own scripts get them (`K`).
+    let script = redis::Script::new(&format!("{}{PREFILL}", courier::store::keys::lua_names()));
     let before = used_memory(&mut conn);
     let now = chrono::Utc::now().timestamp_millis();
     let (sid, acct, eid) = (
@@ -154,7 +160,6 @@ fn prefill(url: &str, prefix: &str, shards: u16, n: u64) -> f64 {
             .arg(count)
             .arg(now)
             .arg(now + 86_400_000)
-            .arg(now + 30 * 86_400_000)
             .arg(sid.to_string())
             .arg(acct.to_string())
             .arg(eid.to_string())
@@ -525,6 +530,9 @@ fn main() {
         })
     });
 
+    // Redis's memory before the first event (the setup and any prefill
+    // included), to report what each accepted event leaves in Redis.
+    let memory_before = total_used_memory(&args.redis_url);
     let started = Instant::now();
     let stop_at = started + duration;
     let bases: Arc<Vec<String>> = Arc::new(
@@ -578,6 +586,9 @@ fn main() {
         // Late duplicates would show up now.
         std::thread::sleep(Duration::from_millis(500));
     }
+    let memory_after = total_used_memory(&args.redis_url);
+    let bytes_per_event =
+        (accepted > 0).then(|| (memory_after - memory_before) as f64 / accepted as f64);
     sampling.store(false, Ordering::Relaxed);
     if let Some(s) = sampler {
         let _ = s.join();
@@ -602,6 +613,7 @@ fn main() {
         "latency_ms": {"p50": percentile(&lat, 0.5), "p90": percentile(&lat, 0.9), "p99": percentile(&lat, 0.99), "max": percentile(&lat, 1.0), "samples": lat.len()},
         "courier_max_rss_mb": *max_rss.lock().unwrap(),
         "prefill": {"waiting": args.prefill_waiting, "bytes_per_waiting": per_waiting},
+        "redis_bytes_per_event": bytes_per_event,
     });
     println!(
         "ingest     {accepted} accepted, {rejected} rejected in {ingest_secs:.1} s = {:.0} events/s",
@@ -624,6 +636,12 @@ fn main() {
         );
     }
     println!("courier    max RSS {:.0} MB", *max_rss.lock().unwrap());
+    if let Some(b) = bytes_per_event {
+        println!(
+            "memory     Redis used_memory +{:.1} MB after the run = {b:.0} bytes per accepted event (its archive, indexes and deliveries as they stand)",
+            (memory_after - memory_before) as f64 / 1_048_576.0
+        );
+    }
     println!("json {report}");
     drop(seen);
     drop(others);

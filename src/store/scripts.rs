@@ -1272,6 +1272,7 @@ mod tests {
             event_type: "a.b".into(),
             occurred_at_ms: 0,
             payload: "{}".into(),
+            rescheduled: false,
         };
         let hold = DigestHold {
             claimed: &claimed,
