@@ -59,8 +59,9 @@ impl Store {
                     ("contact_email", a.contact_email.clone()),
                     ("key_hash", a.key_hash.clone()),
                     ("created_at", a.created_at_ms.to_string()),
-                    // Catch-all subscriptions, kept by `put_subscription`.
-                    ("all_routes", String::new()),
+                    // Its route fields (`routes:<type>`, kept by
+                    // `put_subscription`) are complete: none yet.
+                    ("routes_v", "2".to_owned()),
                 ],
             )
             .ignore()

@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | `<p>:meta` | hash | `shards`: the shard count data was written with |
 //! | `<p>:{sN}:accounts` | zset | account ids of the shard, score = creation ms |
-//! | `<p>:{sN}:account:<account>` | hash | id, name, contact_email, key_hash, created_at, key_rotated_at, `all_routes` (the account's catch-all subscriptions, space-separated: ingest reads them with the account; absent in accounts written before it, filled by their first ingest) |
+//! | `<p>:{sN}:account:<account>` | hash | id, name, contact_email, key_hash, created_at, key_rotated_at; its routes: `routes:<type>` (enabled subscriptions of a type, `*` = every type, space-separated; absent when none) and `routes_v` = `2` once they are complete (an account written before them gets them on its first ingest) |
 //! | `<p>:{sN}:event:<event>` | hash | id, account_id, type, occurred_at, received_at, payload, deliveries (space-separated ids); deleted with its deliveries by the janitor's retention pass (no expiry; earlier versions set one) |
 //! | `<p>:{sN}:events:<account>` | zset | the account's event ids, score = occurred_at ms |
 //! | `<p>:{sN}:events:<account>:<type>` | zset | the same, one type |

@@ -326,3 +326,92 @@ async fn a_change_made_on_one_replica_is_seen_by_another() {
     );
     assert_eq!(first.get(&path, Some(&key)).await.body["enabled"], false);
 }
+
+/// The deliveries an event got, by subscription id.
+async fn routed(app: &TestApp, key: &str, account: &str, event_type: &str) -> HashSet<String> {
+    let r = app
+        .post(
+            "/v1/events",
+            Some(crate::helpers::ADMIN_KEY),
+            &json!({"type": event_type, "account_id": account,
+                    "payload": {"meter_id": "m", "customer_id": "c"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let e = app.get(&format!("/v1/events/{id}"), Some(key)).await;
+    e.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["subscription_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn ingest_routes_by_the_accounts_route_fields_and_builds_them_for_an_older_account() {
+    let app = spawn_app_with(|s| s.delivery.enabled = false).await;
+    let (account, key) = app.create_account().await;
+    let url = "https://hooks.example.com/in";
+    let (typed, _) = app
+        .subscribe(&key, url, &["customer.created"], json!({}))
+        .await;
+    let (all, _) = app.subscribe(&key, url, &["*"], json!({})).await;
+    let (other, _) = app
+        .subscribe(&key, url, &["meter.created"], json!({}))
+        .await;
+    let (off, _) = app.subscribe(&key, url, &["*"], json!({})).await;
+    let r = app
+        .patch(
+            &format!("/v1/subscriptions/{off}"),
+            Some(&key),
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let want: HashSet<String> = [typed.clone(), all.clone()].into();
+    assert_eq!(routed(&app, &key, &account, "customer.created").await, want);
+    let want_other: HashSet<String> = [other.clone(), all.clone()].into();
+    assert_eq!(
+        routed(&app, &key, &account, "meter.created").await,
+        want_other
+    );
+
+    // An account as an earlier version wrote it: no route fields, only the
+    // route sets. Its first ingest builds the fields from its subscriptions.
+    let akey = app
+        .redis_keys()
+        .into_iter()
+        .find(|k| k.ends_with(&format!(":account:{account}")))
+        .unwrap();
+    let mut conn = app.redis();
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&akey).query(&mut conn).unwrap();
+    for f in fields.iter().filter(|f| f.starts_with("routes")) {
+        let _: () = redis::cmd("HDEL")
+            .arg(&akey)
+            .arg(f)
+            .query(&mut conn)
+            .unwrap();
+    }
+    assert_eq!(routed(&app, &key, &account, "customer.created").await, want);
+    let v: Option<String> = redis::cmd("HGET")
+        .arg(&akey)
+        .arg("routes_v")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("2"));
+    assert_eq!(
+        routed(&app, &key, &account, "meter.created").await,
+        want_other
+    );
+    // And the fields follow later changes.
+    let r = app
+        .delete(&format!("/v1/subscriptions/{all}"), Some(&key))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let only_typed: HashSet<String> = [typed].into();
+    assert_eq!(
+        routed(&app, &key, &account, "customer.created").await,
+        only_typed
+    );
+}

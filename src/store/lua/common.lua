@@ -116,17 +116,67 @@ local function append_event_delivery(base, eid, did)
   end
 end
 
+-- The account's routes live in its own hash too: `routes:<type>` holds the
+-- enabled subscriptions of a type (`routes:*` those of every type),
+-- space-separated, absent when there are none, so that ingest reads the
+-- account, its type's routes and its catch-all routes in one HMGET. The
+-- field `routes_v` = '2' says the fields are complete; an account written
+-- before them gets them from its subscriptions on its first ingest
+-- (`build_routes`). The route sets (`route:<account>:<type>`) are kept as
+-- well, for the other readers.
+
+-- Adds `id` to (or takes it from) the routes of type `t` in the account's
+-- hash `akey`.
+local function set_route(akey, t, id, add)
+  local field = 'routes:' .. t
+  local ids = {}
+  for x in string.gmatch(redis.call('HGET', akey, field) or '', '[^ ]+') do
+    if x ~= id then
+      ids[#ids + 1] = x
+    end
+  end
+  if add then
+    ids[#ids + 1] = id
+  end
+  if #ids == 0 then
+    redis.call('HDEL', akey, field)
+  else
+    redis.call('HSET', akey, field, table.concat(ids, ' '))
+  end
+end
+
+-- Writes every route field of an account from its subscriptions and marks
+-- them complete; returns the routes of `etype` and the catch-all ones.
+local function build_routes(base, acct, akey, etype)
+  local by_type = {}
+  for _, sid in ipairs(redis.call('ZRANGE', base .. K.subs .. acct, 0, -1)) do
+    local sub = redis.call('HMGET', base .. K.sub .. sid, 'types', 'enabled')
+    if sub[1] and sub[2] == '1' then
+      for t in string.gmatch(sub[1], '[^ ]+') do
+        by_type[t] = by_type[t] or {}
+        table.insert(by_type[t], sid)
+      end
+    end
+  end
+  local fields = {'routes_v', '2'}
+  for t, ids in pairs(by_type) do
+    fields[#fields + 1] = 'routes:' .. t
+    fields[#fields + 1] = table.concat(ids, ' ')
+  end
+  redis.call('HSET', akey, unpack(fields))
+  return table.concat(by_type[etype] or {}, ' '), table.concat(by_type['*'] or {}, ' ')
+end
+
 -- Stores one event in the shard whose key names start with `base` and fans
 -- it out to the account's enabled subscriptions for its type.
 -- Returns {status, event_id, deliveries} where status is 'created',
 -- 'duplicate' (same Idempotency-Key and same request), 'conflict' (same key,
 -- different request) or 'no_account'.
 local function ingest_one(base, now, idem_ttl, id, acct, etype, occurred, payload, idem, fp)
-  -- The account's hash proves the account exists and holds its catch-all
-  -- subscriptions (`all_routes`), so one read replaces an EXISTS and a
-  -- second set read.
+  -- One read proves the account exists and brings the routes of the
+  -- event's type and the catch-all ones.
   local akey = base .. K.account .. acct
-  local account = redis.call('HMGET', akey, 'id', 'all_routes')
+  local account = redis.call('HMGET', akey, 'id', 'routes_v', 'routes:' .. etype, 'routes:*')
   if not account[1] then
     return {'no_account', '', '0'}
   end
@@ -143,24 +193,14 @@ local function ingest_one(base, now, idem_ttl, id, acct, etype, occurred, payloa
     end
     redis.call('SET', ikey, id .. ' ' .. fp, 'PX', idem_ttl)
   end
-  local all = account[2]
-  if not all then
-    -- An account written before `all_routes` existed: read its catch-all
-    -- set once and keep it in the hash from now on.
-    all = table.concat(redis.call('SMEMBERS', base .. K.route .. acct .. ':*'), ' ')
-    redis.call('HSET', akey, 'all_routes', all)
+  local typed, all = account[3] or '', account[4] or ''
+  if account[2] ~= '2' then
+    typed, all = build_routes(base, acct, akey, etype)
   end
-  -- The type's routes, then the catch-all ones not among them. (Each key
-  -- read on its own: a command on two keys, one of them missing, fails on a
-  -- cluster node importing the shard's slot, which would stop the script
-  -- after the idempotency record above.)
-  local subs = redis.call('SMEMBERS', base .. K.route .. acct .. ':' .. etype)
-  if all ~= '' then
-    local seen = {}
-    for _, sid in ipairs(subs) do
-      seen[sid] = true
-    end
-    for sid in string.gmatch(all, '[^ ]+') do
+  -- The type's routes, then the catch-all ones not among them.
+  local subs, seen = {}, {}
+  for _, list in ipairs({typed, all}) do
+    for sid in string.gmatch(list, '[^ ]+') do
       if not seen[sid] then
         seen[sid] = true
         subs[#subs + 1] = sid

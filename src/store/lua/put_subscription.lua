@@ -1,5 +1,5 @@
 -- Creates, replaces or deletes a subscription and its routing entries (the
--- route sets, and the catch-all routes in the account's `all_routes`).
+-- route sets, and the route fields of the account's hash, see common.lua).
 -- KEYS[1]  the subscription hash
 -- KEYS[2]  the account's subscription index
 -- ARGV     base, account, subscription id, expected version ('' = create),
@@ -12,11 +12,7 @@
 local base, acct, id = ARGV[1], ARGV[2], ARGV[3]
 local expected, version, json = ARGV[4], ARGV[5], ARGV[6]
 local cur = redis.call('HMGET', KEYS[1], 'v', 'types', 'enabled')
--- Whether a space-separated type list routes every type.
-local function catch_all(types)
-  return types ~= nil and string.find(' ' .. types .. ' ', ' * ', 1, true) ~= nil
-end
-local all_changed = false
+local akey = base .. K.account .. acct
 if expected == '' then
   if cur[1] then return 'exists' end
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[10]) then return 'limit' end
@@ -28,8 +24,8 @@ else
   if cur[3] == '1' then
     for t in string.gmatch(cur[2], '[^ ]+') do
       redis.call('SREM', base .. K.route .. acct .. ':' .. t, id)
+      set_route(akey, t, id, false)
     end
-    all_changed = catch_all(cur[2])
   end
 end
 if json == '' then
@@ -41,14 +37,9 @@ else
   if ARGV[8] == '1' then
     for t in string.gmatch(ARGV[9], '[^ ]+') do
       redis.call('SADD', base .. K.route .. acct .. ':' .. t, id)
+      set_route(akey, t, id, true)
     end
-    all_changed = all_changed or catch_all(ARGV[9])
   end
-end
-if all_changed then
-  -- The account's hash repeats its catch-all routes, for ingest's one read.
-  local all = redis.call('SMEMBERS', base .. K.route .. acct .. ':*')
-  redis.call('HSET', base .. K.account .. acct, 'all_routes', table.concat(all, ' '))
 end
 if ARGV[12] and ARGV[12] ~= '' then
   add_notice(base, acct, ARGV[12], ARGV[13], tonumber(ARGV[14]))

@@ -8,8 +8,10 @@ local until_ms = ARGV[1]
 local out = {}
 for i = 2, #ARGV, 2 do
   local member = lease_member(ARGV[i], ARGV[i + 1])
-  if redis.call('ZSCORE', KEYS[1], member) then
-    redis.call('ZADD', KEYS[1], 'XX', until_ms, member)
+  -- XX: only a member still there; CH counts it when its deadline moved,
+  -- which it does unless renewed twice in one millisecond (then ZSCORE).
+  if redis.call('ZADD', KEYS[1], 'XX', 'CH', until_ms, member) == 1
+    or redis.call('ZSCORE', KEYS[1], member) then
     out[#out + 1] = ARGV[i]
   end
 end
