@@ -120,6 +120,16 @@ fn bad(script: &str, what: &str) -> StoreError {
     StoreError::Internal(format!("{script} reply: bad {what}"))
 }
 
+/// The reply of a script that records under a claim: 'ok', or 'stale' when
+/// the claim was superseded.
+fn ok_or_stale(script: &str, reply: &str) -> Result<bool, StoreError> {
+    match reply {
+        "ok" => Ok(true),
+        "stale" => Ok(false),
+        _ => Err(bad(script, "status")),
+    }
+}
+
 fn uuid(script: &str, what: &str, text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| bad(script, what))
 }
@@ -292,11 +302,7 @@ impl Call for Finish<'_> {
             .arg(error);
     }
     fn decode(&self, reply: String) -> Result<bool, StoreError> {
-        match reply.as_str() {
-            "ok" => Ok(true),
-            "stale" => Ok(false),
-            _ => Err(bad("finish", "status")),
-        }
+        ok_or_stale("finish", &reply)
     }
 }
 
@@ -844,11 +850,7 @@ impl Call for OutboxDone<'_> {
             .arg(self.retry_at.unwrap_or(0));
     }
     fn decode(&self, reply: String) -> Result<bool, StoreError> {
-        match reply.as_str() {
-            "ok" => Ok(true),
-            "stale" => Ok(false),
-            _ => Err(bad("outbox_done", "status")),
-        }
+        ok_or_stale("outbox_done", &reply)
     }
 }
 
@@ -962,11 +964,7 @@ impl Call for DigestHold<'_> {
             .arg(self.max_events);
     }
     fn decode(&self, reply: String) -> Result<bool, StoreError> {
-        match reply.as_str() {
-            "ok" => Ok(true),
-            "stale" => Ok(false),
-            _ => Err(bad("digest_hold", "status")),
-        }
+        ok_or_stale("digest_hold", &reply)
     }
 }
 
@@ -1105,11 +1103,7 @@ impl Call for DigestFinish<'_> {
             .arg(self.retention_ms);
     }
     fn decode(&self, reply: String) -> Result<bool, StoreError> {
-        match reply.as_str() {
-            "ok" => Ok(true),
-            "stale" => Ok(false),
-            _ => Err(bad("digest_finish", "status")),
-        }
+        ok_or_stale("digest_finish", &reply)
     }
 }
 
